@@ -1,0 +1,11 @@
+//! Audience Manager core: the rule model and condition language, validation, normal forms,
+//! schedules, the DependencyFinder, the planner and the reference evaluator.
+//!
+//! This crate does no SQL and no I/O: it is pure data and functions over it.
+
+pub mod error;
+pub mod expr;
+pub mod field;
+pub mod plan;
+pub mod rule;
+pub mod schedule;

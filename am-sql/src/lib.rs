@@ -1,0 +1,14 @@
+//! Audience Manager SQL engine: schema and migrations, the rule store, the segment catalog,
+//! run history, data generation and import, plan rendering with sea-query, and refresh.
+
+pub mod catalog;
+pub mod datagen;
+pub mod db;
+pub mod dialect;
+pub mod error;
+pub mod import;
+pub mod refresh;
+pub mod render;
+pub mod rules;
+pub mod runs;
+pub mod store;
