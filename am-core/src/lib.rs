@@ -4,8 +4,10 @@
 //! This crate does no SQL and no I/O: it is pure data and functions over it.
 
 pub mod error;
+pub mod evaluate;
 pub mod expr;
 pub mod field;
 pub mod plan;
+pub mod plan_display;
 pub mod rule;
 pub mod schedule;
