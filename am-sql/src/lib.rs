@@ -7,8 +7,13 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod import;
+pub mod progress;
 pub mod refresh;
 pub mod render;
 pub mod rules;
 pub mod runs;
 pub mod store;
+
+pub use error::{Error, Result};
+pub use progress::{NoProgress, Progress};
+pub use store::Store;
