@@ -3,6 +3,8 @@
 //!
 //! This crate does no SQL and no I/O: it is pure data and functions over it.
 
+#[cfg(any(test, feature = "arbitrary"))]
+pub mod arbitrary;
 pub mod error;
 pub mod evaluate;
 pub mod expr;

@@ -1,0 +1,3 @@
+//! am-core's integration tests: one binary, a module per area.
+
+mod evaluate;
