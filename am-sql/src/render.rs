@@ -1,1 +1,841 @@
-//! render
+//! Plans to SQL: turns a plan node's [`SetExpr`] (and the [`Expr`] conditions inside it) into
+//! one sea-query `SELECT user_id ...` statement, once, for every engine.
+//!
+//! Aggregates come from one of two places ([`Aggregates`]):
+//!
+//! - **standalone**: each distinct [`Scope`] becomes a `GROUP BY user_id` subquery over its
+//!   transactions, LEFT JOINed to `users`. The statement is self-contained; it is what the
+//!   catalog stores as `sql_query` and what explain and preview show.
+//! - **shared**: a refresh first fills one scratch table per (source, window) with the
+//!   per-user aggregates of every scope the plan uses over it (one scan of the transactions,
+//!   each scope's filter applied with `CASE`), and every rule then only reads those tables.
+//!
+//! Semantics mirror `am_core::evaluate` exactly: money in integer cents
+//! (`CAST(ROUND(amount * 100) AS INTEGER)`), SQL aggregate semantics with `COALESCE` for the
+//! aggregates that are 0 for a user without transactions, the average compared exactly as
+//! `sum op v * n`, every test on null false, and `NOT` rendered as `NOT COALESCE(x, FALSE)` so the
+//! complement of an unknown is true, as two-valued logic wants.
+//!
+//! Column and table names come only from the field catalog and our own schema; every user
+//! value is a bound parameter (or inlined by `to_string` for the stored, pasteable query).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use am_core::expr::{
+    CmpOp, Expr, Pred, Scope, Source, TIMESTAMP_FORMAT, Test, Timestamp, Value, Window,
+};
+use am_core::field::{Field, ValueType};
+use am_core::plan::SetExpr;
+use am_core::rule::RuleId;
+
+use crate::catalog::segment_table_name as segment_table;
+use chrono::Duration;
+use sea_query::{
+    Alias, ColumnDef, ExprTrait, Func, InsertStatement, Query, SelectStatement, Table,
+    TableCreateStatement, UnionType,
+};
+
+type SqlExpr = sea_query::Expr;
+
+/// The table users' profiles live in.
+pub const USERS: &str = "users";
+/// The credit-card transactions table.
+pub const CREDIT_CARD: &str = "credit_card_transactions";
+/// The UPI transactions table.
+pub const UPI: &str = "upi_transactions";
+/// The one column every segment query returns.
+pub const USER_ID: &str = "user_id";
+
+/// One per-user aggregate column, computed per scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggColumn {
+    /// `SUM` of amounts in cents (null when no amount).
+    TotalCents,
+    /// `COUNT(*)` of transactions in scope.
+    TxCount,
+    /// `COUNT(amount)`: the divisor of the average.
+    AmountCount,
+    MinCents,
+    MaxCents,
+    FirstDate,
+    LastDate,
+    DistinctCategories,
+}
+
+impl AggColumn {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggColumn::TotalCents => "total_cents",
+            AggColumn::TxCount => "tx_count",
+            AggColumn::AmountCount => "amount_count",
+            AggColumn::MinCents => "min_cents",
+            AggColumn::MaxCents => "max_cents",
+            AggColumn::FirstDate => "first_date",
+            AggColumn::LastDate => "last_date",
+            AggColumn::DistinctCategories => "distinct_categories",
+        }
+    }
+
+    /// Whether the column holds text (dates) rather than integers.
+    fn is_text(self) -> bool {
+        matches!(self, AggColumn::FirstDate | AggColumn::LastDate)
+    }
+
+    /// The columns an aggregate field is computed from.
+    fn for_field(field: Field) -> &'static [AggColumn] {
+        match field {
+            Field::TotalSpend => &[AggColumn::TotalCents],
+            Field::TransactionCount => &[AggColumn::TxCount],
+            Field::AvgTransactionAmount => &[AggColumn::TotalCents, AggColumn::AmountCount],
+            Field::MaxTransactionAmount => &[AggColumn::MaxCents],
+            Field::MinTransactionAmount => &[AggColumn::MinCents],
+            Field::FirstTransactionDate => &[AggColumn::FirstDate],
+            Field::LastTransactionDate | Field::DaysSinceLastTransaction => &[AggColumn::LastDate],
+            Field::DistinctCategories => &[AggColumn::DistinctCategories],
+            _ => &[],
+        }
+    }
+}
+
+/// The aggregate columns each scope needs, over a whole expression or plan.
+pub type AggregateNeeds = BTreeMap<Scope, BTreeSet<AggColumn>>;
+
+/// Adds the aggregates a condition reads to `needs`.
+pub fn collect_expr_needs(e: &Expr, needs: &mut AggregateNeeds) {
+    match e {
+        Expr::True | Expr::False | Expr::Pred(Pred::Profile { .. } | Pred::Tx { .. }) => {}
+        Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| collect_expr_needs(x, needs)),
+        Expr::Not(x) => collect_expr_needs(x, needs),
+        Expr::Pred(Pred::Aggregate { field, scope, .. }) => {
+            let cols = AggColumn::for_field(*field);
+            if !cols.is_empty() {
+                needs
+                    .entry(scope.clone())
+                    .or_default()
+                    .extend(cols.iter().copied());
+            }
+        }
+    }
+}
+
+/// Adds the aggregates a set expression reads to `needs`.
+pub fn collect_set_needs(s: &SetExpr, needs: &mut AggregateNeeds) {
+    match s {
+        SetExpr::AllUsers | SetExpr::Segment(_) => {}
+        SetExpr::Intersect(xs) | SetExpr::Union(xs) => {
+            xs.iter().for_each(|x| collect_set_needs(x, needs));
+        }
+        SetExpr::Difference(first, others) => {
+            collect_set_needs(first, needs);
+            others.iter().for_each(|x| collect_set_needs(x, needs));
+        }
+        SetExpr::Filter(inner, e) => {
+            collect_set_needs(inner, needs);
+            collect_expr_needs(e, needs);
+        }
+    }
+}
+
+/// The segments a set expression reads.
+pub fn segments_read(s: &SetExpr, out: &mut BTreeSet<RuleId>) {
+    match s {
+        SetExpr::AllUsers => {}
+        SetExpr::Segment(id) => {
+            out.insert(*id);
+        }
+        SetExpr::Intersect(xs) | SetExpr::Union(xs) => {
+            xs.iter().for_each(|x| segments_read(x, out))
+        }
+        SetExpr::Difference(first, others) => {
+            segments_read(first, out);
+            others.iter().for_each(|x| segments_read(x, out));
+        }
+        SetExpr::Filter(inner, _) => segments_read(inner, out),
+    }
+}
+
+/// One scratch table of shared aggregates: every scope of one (source, window).
+#[derive(Debug, Clone)]
+pub struct SharedTable {
+    pub name: String,
+    pub source: Source,
+    pub window: Window,
+    /// Each scope with its column prefix and the columns it needs.
+    pub scopes: Vec<(Scope, String, BTreeSet<AggColumn>)>,
+}
+
+/// The shared aggregate tables of one refresh and where each scope's columns are.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateLayout {
+    pub tables: Vec<SharedTable>,
+    by_scope: BTreeMap<Scope, (usize, String)>,
+}
+
+impl AggregateLayout {
+    /// Groups the scopes by (source, window), one table `agg_<n>` per group, so the
+    /// transactions of a window are scanned once however many rules and filters read them.
+    pub fn new(needs: &AggregateNeeds) -> Self {
+        let mut groups: BTreeMap<(Source, Window), Vec<(Scope, BTreeSet<AggColumn>)>> =
+            BTreeMap::new();
+        for (scope, cols) in needs {
+            groups
+                .entry((scope.source, scope.window))
+                .or_default()
+                .push((scope.clone(), cols.clone()));
+        }
+        let mut layout = AggregateLayout::default();
+        for (n, ((source, window), scopes)) in groups.into_iter().enumerate() {
+            let mut table = SharedTable {
+                name: format!("agg_{n}"),
+                source,
+                window,
+                scopes: Vec::new(),
+            };
+            for (k, (scope, cols)) in scopes.into_iter().enumerate() {
+                let prefix = format!("s{k}_");
+                layout.by_scope.insert(scope.clone(), (n, prefix.clone()));
+                table.scopes.push((scope, prefix, cols));
+            }
+            layout.tables.push(table);
+        }
+        layout
+    }
+
+    /// `CREATE TEMPORARY TABLE agg_<n> (user_id INTEGER PRIMARY KEY, <columns>)`.
+    pub fn create_statement(&self, table: &SharedTable) -> TableCreateStatement {
+        let mut create = Table::create();
+        create
+            .table(Alias::new(table.name.clone()))
+            .temporary()
+            .col(ColumnDef::new(USER_ID).integer().primary_key());
+        for (_, prefix, cols) in &table.scopes {
+            for col in cols {
+                let mut def = ColumnDef::new(Alias::new(format!("{prefix}{}", col.name())));
+                if col.is_text() {
+                    def.text();
+                } else {
+                    def.integer();
+                }
+                create.col(def);
+            }
+        }
+        create
+    }
+
+    /// `INSERT INTO agg_<n> SELECT user_id, <aggregates> FROM <scan> GROUP BY user_id`: one
+    /// scan of the window's transactions; each scope's filter becomes a `CASE` inside its
+    /// aggregates.
+    pub fn fill_statement(&self, table: &SharedTable, as_of: Timestamp) -> InsertStatement {
+        let mut select = Query::select();
+        select.column((SCAN, USER_ID));
+        let mut columns = vec![Alias::new(USER_ID)];
+        let mut any_unfiltered = false;
+        let mut filters = Vec::new();
+        for (scope, prefix, cols) in &table.scopes {
+            let guard = scope.filter.as_deref();
+            match guard {
+                Some(f) => filters.push(f),
+                None => any_unfiltered = true,
+            }
+            for col in cols {
+                select.expr_as(
+                    aggregate_column(*col, guard),
+                    Alias::new(format!("{prefix}{}", col.name())),
+                );
+                columns.push(Alias::new(format!("{prefix}{}", col.name())));
+            }
+        }
+        // When every scope filters, rows no filter keeps cannot change any aggregate.
+        let prune =
+            (!any_unfiltered).then(|| any_of(filters.iter().map(|f| (*f).clone()).collect()));
+        let scan = scan_statement(table.source, &table.window, prune.as_ref(), as_of);
+        select
+            .from_subquery(scan, SCAN)
+            .group_by_col((SCAN, USER_ID));
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(table.name.clone()))
+            .columns(columns);
+        // The select has exactly the listed columns, so this cannot fail.
+        let _ = insert.select_from(select);
+        insert
+    }
+
+    /// Where a scope's aggregates are: the table index and column prefix.
+    fn locate(&self, scope: &Scope) -> Option<(usize, &str)> {
+        self.by_scope.get(scope).map(|(i, p)| (*i, p.as_str()))
+    }
+}
+
+/// Where a rendered statement reads its aggregates from.
+#[derive(Debug, Clone, Copy)]
+pub enum Aggregates<'a> {
+    /// A `GROUP BY` subquery per scope: self-contained, pasteable.
+    Standalone,
+    /// The refresh's shared scratch tables; a scope missing from the layout falls back to a
+    /// subquery.
+    Shared(&'a AggregateLayout),
+}
+
+/// Everything a statement depends on besides the plan itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext<'a> {
+    /// The run's as-of time: relative windows and `days_since_last_transaction` use it.
+    pub as_of: Timestamp,
+    pub aggregates: Aggregates<'a>,
+}
+
+const SCAN: &str = "t";
+const BASE: &str = "b";
+
+/// Renders a set expression to `SELECT user_id ...` returning its members once each.
+pub fn render_set(s: &SetExpr, ctx: &RenderContext<'_>) -> SelectStatement {
+    match s {
+        SetExpr::AllUsers => {
+            let mut q = Query::select();
+            q.column(USER_ID).from(USERS);
+            q
+        }
+        SetExpr::Segment(id) => {
+            let mut q = Query::select();
+            q.column(USER_ID).from(Alias::new(segment_table(*id)));
+            q
+        }
+        SetExpr::Intersect(xs) => match xs.as_slice() {
+            [] => render_set(&SetExpr::AllUsers, ctx),
+            [one] => render_set(one, ctx),
+            _ => compound(xs.iter(), UnionType::Intersect, ctx),
+        },
+        SetExpr::Union(xs) => match xs.as_slice() {
+            [] => {
+                let mut q = Query::select();
+                q.column(USER_ID)
+                    .from(USERS)
+                    .and_where(SqlExpr::cust("FALSE"));
+                q
+            }
+            [one] => render_set(one, ctx),
+            _ => compound(xs.iter(), UnionType::Distinct, ctx),
+        },
+        SetExpr::Difference(first, others) => {
+            if others.is_empty() {
+                render_set(first, ctx)
+            } else {
+                compound(
+                    std::iter::once(first.as_ref()).chain(others),
+                    UnionType::Except,
+                    ctx,
+                )
+            }
+        }
+        SetExpr::Filter(inner, e) => render_filter(inner, e, ctx),
+    }
+}
+
+/// Renders a condition over all users (no dependencies, no reuse).
+pub fn render_condition(e: &Expr, ctx: &RenderContext<'_>) -> SelectStatement {
+    render_filter(&SetExpr::AllUsers, e, ctx)
+}
+
+/// `a OP b OP c` with every operand wrapped as `SELECT user_id FROM (..)`, so one chain
+/// holds one operator only (SQLite and PostgreSQL disagree on mixed chains).
+fn compound<'s>(
+    mut xs: impl Iterator<Item = &'s SetExpr>,
+    op: UnionType,
+    ctx: &RenderContext<'_>,
+) -> SelectStatement {
+    let operand = |n: usize, x: &SetExpr| {
+        let mut q = Query::select();
+        match x {
+            SetExpr::Segment(id) => {
+                q.column(USER_ID).from(Alias::new(segment_table(*id)));
+            }
+            SetExpr::AllUsers => {
+                q.column(USER_ID).from(USERS);
+            }
+            _ => {
+                q.column(USER_ID)
+                    .from_subquery(render_set(x, ctx), Alias::new(format!("s{n}")));
+            }
+        }
+        q
+    };
+    let Some(first) = xs.next() else {
+        return render_set(&SetExpr::AllUsers, ctx);
+    };
+    let mut q = operand(0, first);
+    for (n, x) in xs.enumerate() {
+        q.union(op, operand(n + 1, x));
+    }
+    q
+}
+
+/// `SELECT users.user_id FROM users [JOIN base] LEFT JOIN <aggregates> WHERE <condition>`.
+fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectStatement {
+    let mut needs = AggregateNeeds::new();
+    collect_expr_needs(e, &mut needs);
+    let mut q = Query::select();
+    q.column((USERS, USER_ID)).from(USERS);
+    match inner {
+        SetExpr::AllUsers => {}
+        SetExpr::Segment(id) => {
+            q.join_as(
+                sea_query::JoinType::InnerJoin,
+                Alias::new(segment_table(*id)),
+                BASE,
+                SqlExpr::col((BASE, USER_ID)).equals((USERS, USER_ID)),
+            );
+        }
+        other => {
+            q.join_subquery(
+                sea_query::JoinType::InnerJoin,
+                render_set(other, ctx),
+                BASE,
+                SqlExpr::col((BASE, USER_ID)).equals((USERS, USER_ID)),
+            );
+        }
+    }
+    // Each scope maps to (join alias, column prefix).
+    let mut located: BTreeMap<Scope, (String, String)> = BTreeMap::new();
+    let mut joined_tables: BTreeSet<usize> = BTreeSet::new();
+    for (k, (scope, cols)) in needs.iter().enumerate() {
+        let shared = match ctx.aggregates {
+            Aggregates::Shared(layout) => layout.locate(scope),
+            Aggregates::Standalone => None,
+        };
+        match (shared, ctx.aggregates) {
+            (Some((i, prefix)), Aggregates::Shared(layout)) => {
+                let alias = format!("a{i}");
+                if joined_tables.insert(i) {
+                    q.join_as(
+                        sea_query::JoinType::LeftJoin,
+                        Alias::new(layout.tables[i].name.clone()),
+                        Alias::new(alias.clone()),
+                        SqlExpr::col((Alias::new(alias.clone()), USER_ID)).equals((USERS, USER_ID)),
+                    );
+                }
+                located.insert(scope.clone(), (alias, prefix.to_owned()));
+            }
+            _ => {
+                let alias = format!("x{k}");
+                q.join_subquery(
+                    sea_query::JoinType::LeftJoin,
+                    scope_aggregates(scope, cols, ctx.as_of),
+                    Alias::new(alias.clone()),
+                    SqlExpr::col((Alias::new(alias.clone()), USER_ID)).equals((USERS, USER_ID)),
+                );
+                located.insert(scope.clone(), (alias, String::new()));
+            }
+        }
+    }
+    let cond = user_condition(e, &located, ctx.as_of);
+    q.and_where(cond);
+    q
+}
+
+/// `SELECT t.user_id, <aggregates> FROM <scope's transactions> AS t GROUP BY t.user_id`.
+pub fn scope_aggregates(
+    scope: &Scope,
+    cols: &BTreeSet<AggColumn>,
+    as_of: Timestamp,
+) -> SelectStatement {
+    let mut q = Query::select();
+    q.column((SCAN, USER_ID));
+    for col in cols {
+        q.expr_as(aggregate_column(*col, None), col.name());
+    }
+    let scan = scan_statement(scope.source, &scope.window, scope.filter.as_deref(), as_of);
+    q.from_subquery(scan, SCAN).group_by_col((SCAN, USER_ID));
+    q
+}
+
+/// Amount in integer cents, exact for decimals written as binary floating point.
+fn cents_of(amount: SqlExpr) -> SqlExpr {
+    Func::cast_as(Func::round(amount.mul(100)), "INTEGER").into()
+}
+
+/// One aggregate over the scan `t`; with a guard, only rows where it holds count.
+fn aggregate_column(col: AggColumn, guard: Option<&Expr>) -> SqlExpr {
+    let guarded = |value: SqlExpr| -> SqlExpr {
+        match guard {
+            None => value,
+            Some(f) => sea_query::CaseStatement::new()
+                .case(tx_condition(f, Source::All, true), value)
+                .into(),
+        }
+    };
+    let col_ref = |name: &'static str| SqlExpr::col((SCAN, name));
+    match col {
+        AggColumn::TotalCents => Func::sum(guarded(col_ref("cents"))).into(),
+        AggColumn::TxCount => match guard {
+            None => Func::count(SqlExpr::cust("*")).into(),
+            Some(_) => Func::count(guarded(SqlExpr::val(1))).into(),
+        },
+        AggColumn::AmountCount => Func::count(guarded(col_ref("cents"))).into(),
+        AggColumn::MinCents => Func::min(guarded(col_ref("cents"))).into(),
+        AggColumn::MaxCents => Func::max(guarded(col_ref("cents"))).into(),
+        AggColumn::FirstDate => Func::min(guarded(col_ref("transaction_date"))).into(),
+        AggColumn::LastDate => Func::max(guarded(col_ref("transaction_date"))).into(),
+        AggColumn::DistinctCategories => Func::count_distinct(guarded(col_ref("category"))).into(),
+    }
+}
+
+/// The transactions of a source inside a window (and a filter, if given), as rows of
+/// `user_id, cents, category, merchant, description, transaction_date`. Source `All` is both
+/// tables `UNION ALL`, with `merchant` null on UPI rows and `description` null on card rows.
+fn scan_statement(
+    source: Source,
+    window: &Window,
+    filter: Option<&Expr>,
+    as_of: Timestamp,
+) -> SelectStatement {
+    let branch = |table: Source| {
+        let name = if table == Source::Upi {
+            UPI
+        } else {
+            CREDIT_CARD
+        };
+        let mut q = Query::select();
+        q.column(USER_ID)
+            .expr_as(cents_of(SqlExpr::col("amount")), "cents")
+            .column("category");
+        q.expr_as(tx_column(Field::Merchant, table), "merchant");
+        q.expr_as(tx_column(Field::Description, table), "description");
+        q.column("transaction_date").from(name);
+        for c in window_conditions(window, as_of) {
+            q.and_where(c);
+        }
+        if let Some(f) = filter {
+            q.and_where(tx_condition(f, table, false));
+        }
+        q
+    };
+    match source {
+        Source::CreditCard => branch(Source::CreditCard),
+        Source::Upi => branch(Source::Upi),
+        Source::All => {
+            let mut q = branch(Source::CreditCard);
+            q.union(UnionType::All, branch(Source::Upi));
+            q
+        }
+    }
+}
+
+/// The bounds of a window on `transaction_date`; none when unbounded (null dates kept).
+fn window_conditions(window: &Window, as_of: Timestamp) -> Vec<SqlExpr> {
+    let date = || SqlExpr::col("transaction_date");
+    let (start, end) = match window {
+        Window::Range { start, end } => (*start, *end),
+        // An n so large it leaves the calendar is an unbounded start.
+        Window::LastDays(n) => (
+            as_of.checked_sub_signed(Duration::days(i64::from(*n))),
+            Some(as_of),
+        ),
+    };
+    let mut out = Vec::new();
+    if let Some(s) = start {
+        out.push(date().gte(time_text(s)));
+    }
+    if let Some(e) = end {
+        out.push(date().lte(time_text(e)));
+    }
+    // `LastDays` with an unrepresentable start still needs a date.
+    if out.is_empty() && window.is_relative() {
+        out.push(date().is_not_null());
+    }
+    out
+}
+
+fn time_text(t: Timestamp) -> String {
+    t.format(TIMESTAMP_FORMAT).to_string()
+}
+
+/// A transaction field's column in one branch of the scan (`t.<col>` when reading the scan
+/// itself); null where the table has no such column.
+fn tx_column(field: Field, table: Source) -> SqlExpr {
+    match (field, table) {
+        (Field::Merchant, Source::Upi) | (Field::Description, Source::CreditCard) => {
+            SqlExpr::cust("NULL")
+        }
+        (f, _) => SqlExpr::col(f.name()),
+    }
+}
+
+/// A condition over transaction rows. `on_scan` reads the columns of the scan `t` (for the
+/// `CASE` guards of shared tables), else the base table of `table`.
+fn tx_condition(e: &Expr, table: Source, on_scan: bool) -> SqlExpr {
+    bool_tree(e, &mut |p| match p {
+        Pred::Tx { field, test } => {
+            let subject = if on_scan {
+                if *field == Field::Amount {
+                    SqlExpr::col((SCAN, "cents"))
+                } else {
+                    SqlExpr::col((SCAN, field.name()))
+                }
+            } else if *field == Field::Amount {
+                cents_of(SqlExpr::col("amount"))
+            } else {
+                tx_column(*field, table)
+            };
+            render_test(Subject::Plain(subject, field.value_type()), test)
+        }
+        // Only transaction fields have meaning on a transaction row.
+        Pred::Profile { .. } | Pred::Aggregate { .. } => false_expr(),
+    })
+}
+
+/// A condition over users: profile fields on `users`, aggregates from their located columns.
+fn user_condition(
+    e: &Expr,
+    located: &BTreeMap<Scope, (String, String)>,
+    as_of: Timestamp,
+) -> SqlExpr {
+    bool_tree(e, &mut |p| match p {
+        Pred::Profile { field, test } => render_test(
+            Subject::Plain(SqlExpr::col((USERS, field.name())), field.value_type()),
+            test,
+        ),
+        Pred::Aggregate { field, scope, test } => match located.get(scope) {
+            Some((alias, prefix)) => {
+                let col = |c: AggColumn| {
+                    SqlExpr::col((
+                        Alias::new(alias.clone()),
+                        Alias::new(format!("{prefix}{}", c.name())),
+                    ))
+                };
+                let zero_if_none =
+                    |c: AggColumn| -> SqlExpr { Func::coalesce([col(c), SqlExpr::val(0)]).into() };
+                let subject = match field {
+                    Field::TotalSpend => {
+                        Subject::Plain(zero_if_none(AggColumn::TotalCents), ValueType::Money)
+                    }
+                    Field::TransactionCount => {
+                        Subject::Plain(zero_if_none(AggColumn::TxCount), ValueType::Integer)
+                    }
+                    Field::DistinctCategories => Subject::Plain(
+                        zero_if_none(AggColumn::DistinctCategories),
+                        ValueType::Integer,
+                    ),
+                    Field::MinTransactionAmount => {
+                        Subject::Plain(col(AggColumn::MinCents), ValueType::Money)
+                    }
+                    Field::MaxTransactionAmount => {
+                        Subject::Plain(col(AggColumn::MaxCents), ValueType::Money)
+                    }
+                    Field::FirstTransactionDate => {
+                        Subject::Plain(col(AggColumn::FirstDate), ValueType::Timestamp)
+                    }
+                    Field::LastTransactionDate => {
+                        Subject::Plain(col(AggColumn::LastDate), ValueType::Timestamp)
+                    }
+                    Field::DaysSinceLastTransaction => {
+                        let days: SqlExpr = Func::cust("julianday")
+                            .arg(as_of.date().format("%Y-%m-%d").to_string())
+                            .into();
+                        let last: SqlExpr = Func::cust("julianday")
+                            .arg(SqlExpr::from(
+                                Func::cust("date").arg(col(AggColumn::LastDate)),
+                            ))
+                            .into();
+                        let diff: SqlExpr = SqlExpr::expr(days).sub(last);
+                        Subject::Plain(Func::cast_as(diff, "INTEGER").into(), ValueType::Integer)
+                    }
+                    Field::AvgTransactionAmount => Subject::Avg {
+                        sum: col(AggColumn::TotalCents),
+                        n: col(AggColumn::AmountCount),
+                    },
+                    // Not an aggregate: no value, as the evaluator says.
+                    _ => Subject::Plain(SqlExpr::cust("NULL"), field.value_type()),
+                };
+                render_test(subject, test)
+            }
+            None => false_expr(),
+        },
+        // A transaction field has no meaning for a user.
+        Pred::Tx { .. } => false_expr(),
+    })
+}
+
+fn true_expr() -> SqlExpr {
+    SqlExpr::cust("TRUE")
+}
+
+fn false_expr() -> SqlExpr {
+    SqlExpr::cust("FALSE")
+}
+
+fn all_of(xs: Vec<SqlExpr>) -> SqlExpr {
+    let mut it = xs.into_iter();
+    match it.next() {
+        None => true_expr(),
+        Some(first) => it.fold(first, |acc, x| acc.and(x)),
+    }
+}
+
+fn any_of_sql(xs: Vec<SqlExpr>) -> SqlExpr {
+    let mut it = xs.into_iter();
+    match it.next() {
+        None => false_expr(),
+        Some(first) => it.fold(first, |acc, x| acc.or(x)),
+    }
+}
+
+fn any_of(xs: Vec<Expr>) -> Expr {
+    Expr::Any(xs)
+}
+
+/// `True`/`False`/`All`/`Any`/`Not` over leaves rendered by `leaf`. SQL's three-valued
+/// AND/OR treat null as false where a WHERE reads them; only `NOT` must turn null into true,
+/// hence `NOT COALESCE(x, FALSE)`.
+fn bool_tree(e: &Expr, leaf: &mut dyn FnMut(&Pred) -> SqlExpr) -> SqlExpr {
+    match e {
+        Expr::True => true_expr(),
+        Expr::False => false_expr(),
+        Expr::All(xs) => all_of(xs.iter().map(|x| bool_tree(x, leaf)).collect()),
+        Expr::Any(xs) => any_of_sql(xs.iter().map(|x| bool_tree(x, leaf)).collect()),
+        Expr::Not(x) => Func::coalesce([bool_tree(x, leaf), false_expr()]).not(),
+        Expr::Pred(p) => leaf(p),
+    }
+}
+
+/// What a test applies to: a value of a type, or the exact average `sum / n`.
+enum Subject {
+    Plain(SqlExpr, ValueType),
+    Avg { sum: SqlExpr, n: SqlExpr },
+}
+
+/// A value as SQL, if it has the type of the subject (a test against a value of another type
+/// is false, as in the evaluator).
+fn typed_value(v: &Value, ty: ValueType) -> Option<sea_query::Value> {
+    match (v, ty) {
+        (Value::Int(i), ValueType::Integer) | (Value::Money(i), ValueType::Money) => {
+            Some((*i).into())
+        }
+        (Value::Text(s), ValueType::Text) => Some(s.clone().into()),
+        (Value::Time(t), ValueType::Timestamp) => Some(time_text(*t).into()),
+        _ => None,
+    }
+}
+
+fn cmp(op: CmpOp, l: SqlExpr, r: SqlExpr) -> SqlExpr {
+    match op {
+        CmpOp::Eq => l.eq(r),
+        CmpOp::Ne => l.ne(r),
+        CmpOp::Gt => l.gt(r),
+        CmpOp::Ge => l.gte(r),
+        CmpOp::Lt => l.lt(r),
+        CmpOp::Le => l.lte(r),
+    }
+}
+
+fn render_test(subject: Subject, test: &Test) -> SqlExpr {
+    match subject {
+        Subject::Plain(x, ty) => plain_test(x, ty, test),
+        Subject::Avg { sum, n } => avg_test(sum, n, test),
+    }
+}
+
+fn plain_test(x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
+    let val = |v: &Value| typed_value(v, ty).map(SqlExpr::val);
+    match test {
+        Test::IsNull => x.is_null(),
+        Test::IsNotNull => x.is_not_null(),
+        Test::Cmp(op, v) => match val(v) {
+            Some(v) => cmp(*op, x, v),
+            None => false_expr(),
+        },
+        Test::In(vs) => {
+            let vs: Vec<sea_query::Value> = vs.iter().filter_map(|v| typed_value(v, ty)).collect();
+            if vs.is_empty() {
+                false_expr()
+            } else {
+                x.is_in(vs)
+            }
+        }
+        Test::NotIn(vs) => {
+            let typed: Option<Vec<sea_query::Value>> =
+                vs.iter().map(|v| typed_value(v, ty)).collect();
+            match typed {
+                // A value of another type is never "unequal" in the evaluator.
+                None => false_expr(),
+                Some(vs) if vs.is_empty() => x.is_not_null(),
+                Some(vs) => x.is_not_in(vs),
+            }
+        }
+        Test::Between(lo, hi) => match (val(lo), val(hi)) {
+            (Some(lo), Some(hi)) => x.clone().gte(lo).and(x.lte(hi)),
+            _ => false_expr(),
+        },
+        Test::NotBetween(lo, hi) => {
+            let mut parts = Vec::new();
+            if let Some(lo) = val(lo) {
+                parts.push(x.clone().lt(lo));
+            }
+            if let Some(hi) = val(hi) {
+                parts.push(x.gt(hi));
+            }
+            any_of_sql(parts)
+        }
+        Test::Contains(needle) if ty == ValueType::Text => instr_lower(x, needle).gt(0),
+        Test::StartsWith(prefix) if ty == ValueType::Text => instr_lower(x, prefix).eq(1),
+        Test::Contains(_) | Test::StartsWith(_) => false_expr(),
+    }
+}
+
+/// `instr(lower(x), 'needle')`: SQLite's `lower` folds ASCII only, as the contract asks; the
+/// needle is folded here. `LIKE` would need `%`/`_` escaping.
+fn instr_lower(x: SqlExpr, needle: &str) -> SqlExpr {
+    Func::cust("instr")
+        .args([
+            SqlExpr::from(Func::lower(x)),
+            SqlExpr::val(needle.to_ascii_lowercase()),
+        ])
+        .into()
+}
+
+/// `avg op v` as `n > 0 AND sum op v * n`, with no division and no floating point.
+fn avg_test(sum: SqlExpr, n: SqlExpr, test: &Test) -> SqlExpr {
+    let money = |v: &Value| match v {
+        Value::Money(c) => Some(*c),
+        _ => None,
+    };
+    let scaled = |c: i64| SqlExpr::val(c).mul(n.clone());
+    let some = || n.clone().gt(0);
+    let body = match test {
+        Test::IsNull => return Func::coalesce([n.clone(), SqlExpr::val(0)]).eq(0),
+        Test::IsNotNull => return some(),
+        Test::Cmp(op, v) => match money(v) {
+            Some(c) => cmp(*op, sum, scaled(c)),
+            None => return false_expr(),
+        },
+        Test::In(vs) => any_of_sql(
+            vs.iter()
+                .filter_map(money)
+                .map(|c| sum.clone().eq(scaled(c)))
+                .collect(),
+        ),
+        Test::NotIn(vs) => {
+            let cs: Option<Vec<i64>> = vs.iter().map(money).collect();
+            match cs {
+                None => return false_expr(),
+                Some(cs) => all_of(cs.into_iter().map(|c| sum.clone().ne(scaled(c))).collect()),
+            }
+        }
+        Test::Between(lo, hi) => match (money(lo), money(hi)) {
+            (Some(lo), Some(hi)) => sum.clone().gte(scaled(lo)).and(sum.lte(scaled(hi))),
+            _ => return false_expr(),
+        },
+        Test::NotBetween(lo, hi) => {
+            let mut parts = Vec::new();
+            if let Some(lo) = money(lo) {
+                parts.push(sum.clone().lt(scaled(lo)));
+            }
+            if let Some(hi) = money(hi) {
+                parts.push(sum.gt(scaled(hi)));
+            }
+            any_of_sql(parts)
+        }
+        Test::Contains(_) | Test::StartsWith(_) => return false_expr(),
+    };
+    some().and(body)
+}

@@ -1,1 +1,62 @@
-//! dialect
+//! What differs per engine, and only that: which sea-query builder renders the statements,
+//! how a segment's next table is created and filled, and how it is swapped in atomically.
+//!
+//! Plans render once into backend-free sea-query statements ([`crate::render`]); a dialect
+//! turns them into its engine's SQL text. SQLite is the embedded default and the one the
+//! refresh engine executes; PostgreSQL shows the seam holds for a server engine.
+
+pub mod postgres;
+pub mod sqlite;
+
+use am_core::rule::RuleId;
+use sea_query::{ColumnDef, Query, SelectStatement, Table, TableCreateStatement, Values};
+
+use crate::catalog::segment_table_name;
+use crate::render::USER_ID;
+
+/// The SQL an engine needs to build and publish a segment.
+pub trait Dialect {
+    /// The engine's name, for explain output.
+    fn name(&self) -> &'static str;
+
+    /// A statement with values inlined (stored `sql_query`, explain).
+    fn inline(&self, select: &SelectStatement) -> String;
+
+    /// A statement with placeholders, and the values to bind.
+    fn build(&self, select: &SelectStatement) -> (String, Values);
+
+    /// A schema statement in this engine's SQL.
+    fn table(&self, create: &TableCreateStatement) -> String;
+
+    /// The statements that replace a rule's segment table with its next table; the engine
+    /// runs them inside one transaction together with the catalog update.
+    fn swap_statements(&self, rule_id: RuleId) -> Vec<String>;
+
+    /// `INSERT INTO <next> (user_id) <select>`, with placeholders and values.
+    fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values);
+}
+
+/// The table a refresh builds before swapping it in: `segment_output_<id>__next`.
+pub fn next_table_name(rule_id: RuleId) -> String {
+    format!("{}__next", segment_table_name(rule_id))
+}
+
+/// `CREATE TABLE segment_output_<id>__next (user_id INTEGER PRIMARY KEY)`, the contract's
+/// shape of a segment table.
+pub fn create_next_table(rule_id: RuleId) -> TableCreateStatement {
+    Table::create()
+        .table(next_table_name(rule_id))
+        .col(ColumnDef::new(USER_ID).integer().primary_key())
+        .to_owned()
+}
+
+/// `INSERT INTO segment_output_<id>__next (user_id) <select>`.
+pub(crate) fn insert_next(rule_id: RuleId, select: SelectStatement) -> sea_query::InsertStatement {
+    let mut insert = Query::insert();
+    insert
+        .into_table(next_table_name(rule_id))
+        .columns([USER_ID]);
+    // The select returns exactly one column, so the column counts always match.
+    let _ = insert.select_from(select);
+    insert
+}

@@ -1,1 +1,177 @@
-//! sqlite
+//! SQLite, the embedded default: statements through sea-query's SQLite builder, values bound
+//! with sea-query-rusqlite, and the atomic swap of a segment table.
+//!
+//! A segment is built into `segment_output_<id>__next`, then swapped in by one `IMMEDIATE`
+//! transaction that counts who entered and left, drops the old table, renames the next one
+//! and lets the caller write the catalog row and the run's success. Readers (WAL) see the old
+//! table or the new one, never a missing or half-filled one; on any error the transaction
+//! rolls back, so the old table and its catalog row stay exactly as they were.
+
+use am_core::rule::RuleId;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use sea_query::{SelectStatement, SqliteQueryBuilder, TableCreateStatement, Values};
+use sea_query_rusqlite::{RusqliteValue, RusqliteValues};
+
+use super::{Dialect, create_next_table, insert_next, next_table_name};
+use crate::catalog::segment_table_name;
+use crate::error::Result;
+
+/// The SQLite dialect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn inline(&self, select: &SelectStatement) -> String {
+        select.to_string(SqliteQueryBuilder)
+    }
+
+    fn build(&self, select: &SelectStatement) -> (String, Values) {
+        select.build(SqliteQueryBuilder)
+    }
+
+    fn table(&self, create: &TableCreateStatement) -> String {
+        create.to_string(SqliteQueryBuilder)
+    }
+
+    fn swap_statements(&self, rule_id: RuleId) -> Vec<String> {
+        let live = segment_table_name(rule_id);
+        vec![
+            format!("DROP TABLE IF EXISTS \"{live}\""),
+            format!(
+                "ALTER TABLE \"{}\" RENAME TO \"{live}\"",
+                next_table_name(rule_id)
+            ),
+        ]
+    }
+
+    fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values) {
+        insert_next(rule_id, select).build(SqliteQueryBuilder)
+    }
+}
+
+/// sea-query's values as rusqlite parameters.
+fn bind(values: Values) -> RusqliteValues {
+    RusqliteValues(values.into_iter().map(RusqliteValue).collect())
+}
+
+/// Runs a statement with its values bound; returns the number of rows changed.
+pub fn execute(conn: &Connection, (sql, values): (String, Values)) -> Result<usize> {
+    Ok(conn.execute(&sql, &*bind(values).as_params())?)
+}
+
+/// The `user_id`s a select returns, in ascending order.
+pub fn member_ids(conn: &Connection, select: &SelectStatement) -> Result<Vec<i64>> {
+    let (sql, values) = Sqlite.build(select);
+    let mut stmt = conn.prepare(&format!("SELECT user_id FROM ({sql}) ORDER BY user_id"))?;
+    let ids = stmt
+        .query_map(&*bind(values).as_params(), |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+/// How many rows a select returns.
+pub fn count(conn: &Connection, select: &SelectStatement) -> Result<i64> {
+    let (sql, values) = Sqlite.build(select);
+    Ok(conn.query_row(
+        &format!("SELECT count(*) FROM ({sql})"),
+        &*bind(values).as_params(),
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether a table exists in the main schema (`name` is one of our own table names).
+pub fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?)
+}
+
+/// Builds `segment_output_<id>__next` from the select, replacing any leftover of an
+/// interrupted refresh. Nothing readers look at changes.
+pub fn build_next(conn: &Connection, rule_id: RuleId, select: SelectStatement) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    drop_next_of(&tx, rule_id)?;
+    tx.execute_batch(&Sqlite.table(&create_next_table(rule_id)))?;
+    execute(&tx, Sqlite.fill_next(rule_id, select))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Drops a rule's next table if an earlier step left it behind.
+pub fn drop_next_of(conn: &Connection, rule_id: RuleId) -> Result<()> {
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS main.\"{}\"",
+        next_table_name(rule_id)
+    ))?;
+    Ok(())
+}
+
+/// The sizes a swap measured: members now, members added, members removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SwapCounts {
+    pub row_count: i64,
+    pub entered: i64,
+    pub left: i64,
+}
+
+/// Swaps `segment_output_<id>__next` in for `segment_output_<id>` in one `IMMEDIATE`
+/// transaction, calling `publish` inside it (catalog row, run status) before committing.
+/// On any error everything rolls back and the next table is dropped.
+pub fn swap_in<F>(conn: &mut Connection, rule_id: RuleId, publish: F) -> Result<SwapCounts>
+where
+    F: FnOnce(&Transaction<'_>, &SwapCounts) -> Result<()>,
+{
+    let result = swap_tx(conn, rule_id, publish);
+    if result.is_err() {
+        // The rollback already restored the old table; the next table is only litter now.
+        // A failure to drop it is not the error worth reporting.
+        let _ = drop_next_of(conn, rule_id);
+    }
+    result
+}
+
+fn swap_tx<F>(conn: &mut Connection, rule_id: RuleId, publish: F) -> Result<SwapCounts>
+where
+    F: FnOnce(&Transaction<'_>, &SwapCounts) -> Result<()>,
+{
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let live = segment_table_name(rule_id);
+    let next = next_table_name(rule_id);
+    let row_count: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{next}\""), [], |r| {
+        r.get(0)
+    })?;
+    let (entered, left) = if table_exists(&tx, &live)? {
+        let entered: i64 = tx.query_row(
+            &format!(
+                "SELECT count(*) FROM \"{next}\" AS n WHERE NOT EXISTS \
+                 (SELECT 1 FROM \"{live}\" AS o WHERE o.user_id = n.user_id)"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        let old: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{live}\""), [], |r| {
+            r.get(0)
+        })?;
+        // |old| - |old ∩ new| = left, and |old ∩ new| = |new| - entered.
+        (entered, old - (row_count - entered))
+    } else {
+        (row_count, 0)
+    };
+    for sql in Sqlite.swap_statements(rule_id) {
+        tx.execute_batch(&sql)?;
+    }
+    let counts = SwapCounts {
+        row_count,
+        entered,
+        left,
+    };
+    publish(&tx, &counts)?;
+    tx.commit()?;
+    Ok(counts)
+}
