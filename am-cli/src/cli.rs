@@ -1,0 +1,235 @@
+//! The command line surface: every command, argument and flag, as clap derive types.
+//!
+//! Contract section 4 fixes the global part (`am --db PATH`, `init`, `serve --addr`, `demo`);
+//! the rest follows the habits of good Rust CLIs: `--help` everywhere, `--json` for scripts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Audience Manager: turn rules into audience segments, from a terminal.
+#[derive(Debug, Parser)]
+#[command(name = "am", version, about, long_about = None)]
+#[command(after_help = "Start with `am demo`, then `am serve` and open http://127.0.0.1:8080.")]
+pub struct Cli {
+    /// The database file (SQLite).
+    #[arg(
+        long,
+        global = true,
+        env = "AM_DB",
+        default_value = "audience.db",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database or migrate its schema; safe to run again.
+    Init,
+    /// Generate a realistic dataset, create example rules, refresh them and show the result.
+    Demo(DemoArgs),
+    /// Generate synthetic users and transactions into the data tables.
+    Generate(GenerateArgs),
+    /// Import a CSV file into a data table (all rows or none).
+    Import(ImportArgs),
+    /// Create, inspect, change and check rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Refresh segments: the named rules, every rule, or the stale ones.
+    Run(RunArgs),
+    /// Look at segments: sizes, members, changes, exports.
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+    /// Serve the HTTP API and the web UI on this database and run the scheduler.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many users to generate.
+    #[arg(long, default_value_t = 50_000)]
+    pub users: u64,
+    /// How many transactions to generate (credit card and UPI together).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub transactions: u64,
+    /// Seed of the generator: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many users to generate.
+    #[arg(long)]
+    pub users: u64,
+    /// How many transactions to generate (credit card and UPI together).
+    #[arg(long)]
+    pub transactions: u64,
+    /// Seed of the generator: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The last day of the generated history (YYYY-MM-DD); default today (UTC).
+    #[arg(long, value_name = "DATE")]
+    pub end: Option<chrono::NaiveDate>,
+    /// How many days of history to generate, ending at --end.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Replace rows already in the data tables instead of refusing.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// The data table a CSV file goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableArg {
+    /// `users`: user_id,name,email,city_tier,created_at
+    Users,
+    /// `credit_card_transactions`: transaction_id,user_id,amount,merchant,category,transaction_date
+    CreditCard,
+    /// `upi_transactions`: transaction_id,user_id,amount,description,category,transaction_date
+    Upi,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Which table the rows go into.
+    #[arg(value_enum)]
+    pub table: TableArg,
+    /// The CSV file, with a header row; `-` reads standard input.
+    pub file: PathBuf,
+    /// Import the good rows and report the bad ones, instead of importing nothing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Create a rule from a JSON file (`-` reads standard input).
+    Add {
+        /// The rule as JSON (contract section 2).
+        file: PathBuf,
+    },
+    /// List every rule.
+    List,
+    /// Show one rule as stored, with its schedule and segment.
+    Show {
+        /// The rule's id or name.
+        rule: String,
+    },
+    /// Replace a rule with the JSON in FILE; without FILE, open $EDITOR on a terminal.
+    Edit {
+        /// The rule's id or name.
+        rule: String,
+        /// The new rule as JSON (`-` reads standard input).
+        file: Option<PathBuf>,
+    },
+    /// Delete a rule and its segment (refused while other rules depend on it).
+    Delete {
+        /// The rule's id or name.
+        rule: String,
+    },
+    /// Show how a rule is computed: the plan, reuse reasons and each node's SQL.
+    Explain {
+        /// The rule's id or name.
+        rule: String,
+        /// Print the plan as a Graphviz digraph instead (`| dot -Tsvg`).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Check a rule file without saving it; lists every problem with its JSON path.
+    Validate {
+        /// The rule as JSON (`-` reads standard input).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Rule ids or names to refresh (with whatever they are built from that is stale).
+    #[arg(value_name = "RULE", required_unless_present_any = ["all", "stale"])]
+    pub rules: Vec<String>,
+    /// Refresh every rule.
+    #[arg(long, conflicts_with_all = ["stale", "rules"])]
+    pub all: bool,
+    /// Refresh only the rules whose segments are stale.
+    #[arg(long, conflicts_with = "rules")]
+    pub stale: bool,
+    /// Evaluate relative windows (last N days) as of this time instead of now:
+    /// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS` or RFC 3339, UTC.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+}
+
+/// The format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `user_id,name,email` with a header row.
+    Csv,
+    /// One JSON array of `{"user_id", "name", "email"}` objects.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentsCommand {
+    /// List every segment with its size and last refresh.
+    List,
+    /// Show one segment: size, change at the last refresh, reuse and its SQL.
+    Show {
+        /// The segment's rule, by id or name.
+        rule: String,
+    },
+    /// Print a few members of a segment (user_id, name, email).
+    Sample {
+        /// The segment's rule, by id or name.
+        rule: String,
+        /// How many members to show.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: u32,
+    },
+    /// Write every member of a segment as CSV or JSON.
+    Export {
+        /// The segment's rule, by id or name.
+        rule: String,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Who entered or left a segment at its last refresh.
+    Diff {
+        /// The segment's rule, by id or name.
+        rule: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` on every API call.
+    #[arg(long, env = "AM_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

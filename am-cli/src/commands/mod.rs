@@ -1,0 +1,40 @@
+//! One module per command; each takes the global [`Context`] and its own arguments.
+
+pub mod init;
+pub mod segments;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+
+use am_sql::Store;
+use anyhow::Context as _;
+
+/// What every command may use: the global flags.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub db: PathBuf,
+    pub json: bool,
+}
+
+impl Context {
+    /// Opens the database, which must exist (everything but `init` and `demo`).
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::open_existing(&self.db).with_context(|| open_failed(&self.db))
+    }
+}
+
+fn open_failed(path: &Path) -> String {
+    format!("cannot open database {}", path.display())
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}

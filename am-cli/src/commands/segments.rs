@@ -1,0 +1,273 @@
+//! `am segments`: list, show, sample, export and diff the built segments.
+//!
+//! A segment is named by its rule (id or name): each rule has at most one segment, and the
+//! rule is what people know.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use am_sql::catalog::{self, Segment};
+use anyhow::Context as _;
+use rusqlite::Connection;
+
+use super::Context;
+use crate::cli::{ExportFormat, SegmentsCommand};
+use crate::output::{self, Plain};
+
+pub fn run(ctx: &Context, cmd: SegmentsCommand) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let conn = store
+        .connection()
+        .with_context(|| format!("cannot open database {}", ctx.db.display()))?;
+    match cmd {
+        SegmentsCommand::List => list(ctx, &conn),
+        SegmentsCommand::Show { rule } => show(ctx, &conn, &rule),
+        SegmentsCommand::Sample { rule, limit } => sample(ctx, &conn, &rule, limit),
+        SegmentsCommand::Export {
+            rule,
+            format,
+            output,
+        } => export(&conn, &rule, format, output.as_deref()),
+        SegmentsCommand::Diff { rule } => diff(ctx, &conn, &rule),
+    }
+}
+
+/// Finds the segment of a rule given by id or by name.
+pub fn find(conn: &Connection, rule: &str) -> anyhow::Result<Segment> {
+    let segments = catalog::all_segments(conn).context("cannot read the segment catalog")?;
+    let by_id = rule.trim_start_matches('#').parse::<i64>().ok();
+    segments
+        .into_iter()
+        .find(|s| Some(s.rule_id) == by_id || s.segment_name == rule)
+        .with_context(|| {
+            format!(
+                "no segment for rule {rule:?} (unknown rule, or not refreshed yet: `am run {rule}`)"
+            )
+        })
+}
+
+fn list(ctx: &Context, conn: &Connection) -> anyhow::Result<()> {
+    let segments = catalog::all_segments(conn).context("cannot read the segment catalog")?;
+    if ctx.json {
+        return output::json(&segments);
+    }
+    if segments.is_empty() {
+        return output::print(
+            "no segments yet: create rules with `am rules add` and build them with `am run --all`\n",
+        );
+    }
+    output::print(&segments_table(&segments).render())
+}
+
+/// The table `segments list` prints, also used by `am demo`.
+pub fn segments_table(segments: &[Segment]) -> Plain {
+    let mut t = Plain::new(&[
+        "rule",
+        "segment",
+        "members",
+        "entered",
+        "left",
+        "refreshed",
+        "reused from",
+    ])
+    .right(&[0, 2, 3, 4]);
+    for s in segments {
+        t.row([
+            s.rule_id.to_string(),
+            s.segment_name.clone(),
+            output::count(s.row_count),
+            output::count(s.entered),
+            output::count(s.left),
+            s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ids(&s.reused_from),
+        ]);
+    }
+    t
+}
+
+/// `#1, #4`, or `-` for none.
+pub fn ids(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        "-".into()
+    } else {
+        ids.iter()
+            .map(|id| format!("#{id}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn show(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
+    let s = find(conn, rule)?;
+    if ctx.json {
+        return output::json(&s);
+    }
+    let mut out = String::new();
+    let field = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    field(&mut out, "segment", format!("#{} {}", s.id, s.segment_name));
+    field(&mut out, "rule", format!("#{}", s.rule_id));
+    if let Some(d) = &s.description {
+        field(&mut out, "description", d.clone());
+    }
+    field(&mut out, "table", s.table_name.clone());
+    field(&mut out, "members", output::count(s.row_count));
+    field(
+        &mut out,
+        "last refresh",
+        format!(
+            "{} UTC, as of {}, took {}ms",
+            s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S"),
+            s.as_of.format("%Y-%m-%d %H:%M:%S"),
+            s.duration_ms
+        ),
+    );
+    field(
+        &mut out,
+        "change",
+        format!(
+            "{} entered, {} left",
+            output::count(s.entered),
+            output::count(s.left)
+        ),
+    );
+    field(&mut out, "reused from", ids(&s.reused_from));
+    out.push_str("sql\n");
+    for line in s.sql_query.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    output::print(&out)
+}
+
+fn sample(ctx: &Context, conn: &Connection, rule: &str, limit: u32) -> anyhow::Result<()> {
+    let s = find(conn, rule)?;
+    let rows = catalog::sample(conn, s.id, limit).context("cannot read the segment")?;
+    if ctx.json {
+        let data: Vec<_> = rows
+            .iter()
+            .map(|(id, name, email)| serde_json::json!([id, name, email]))
+            .collect();
+        return output::json(&serde_json::json!({
+            "columns": ["user_id", "name", "email"],
+            "data": data,
+        }));
+    }
+    let mut t = Plain::new(&["user_id", "name", "email"]).right(&[0]);
+    for (id, name, email) in &rows {
+        t.row([
+            id.to_string(),
+            name.clone().unwrap_or_default(),
+            email.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut out = t.render();
+    out.push_str(&format!(
+        "({} of {})\n",
+        output::count(rows.len() as i64),
+        output::plural(s.row_count, "member")
+    ));
+    output::print(&out)
+}
+
+fn export(
+    conn: &Connection,
+    rule: &str,
+    format: ExportFormat,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let s = find(conn, rule)?;
+    let sink: Box<dyn Write> = match path {
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = BufWriter::new(sink);
+    let mut first = true;
+    let written = match format {
+        ExportFormat::Csv => {
+            writeln!(w, "user_id,name,email").context("cannot write the export")?;
+            catalog::for_each_member(conn, s.id, |id, name, email| {
+                writeln!(w, "{id},{},{}", csv_field(name), csv_field(email))
+            })
+        }
+        ExportFormat::Json => {
+            write!(w, "[").context("cannot write the export")?;
+            catalog::for_each_member(conn, s.id, |id, name, email| {
+                let obj = serde_json::json!({"user_id": id, "name": name, "email": email});
+                let sep = if first { "\n  " } else { ",\n  " };
+                first = false;
+                write!(w, "{sep}{obj}")
+            })
+        }
+    };
+    written
+        .context("cannot read the segment")?
+        .context("cannot write the export")?;
+    if format == ExportFormat::Json {
+        writeln!(w, "{}]", if first { "" } else { "\n" }).context("cannot write the export")?;
+    }
+    w.flush().context("cannot write the export")?;
+    if let Some(p) = path {
+        eprintln!(
+            "wrote {} of {} to {}",
+            output::plural(s.row_count, "member"),
+            s.segment_name,
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(value: Option<&str>) -> String {
+    match value {
+        None => String::new(),
+        Some(v) if v.contains([',', '"', '\n', '\r']) => format!("\"{}\"", v.replace('"', "\"\"")),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn diff(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
+    let s = find(conn, rule)?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "rule_id": s.rule_id,
+            "segment_name": s.segment_name,
+            "last_refreshed_at": s.last_refreshed_at,
+            "members": s.row_count,
+            "entered": s.entered,
+            "left": s.left,
+            "ids_recorded": false,
+        }));
+    }
+    output::print(&format!(
+        "{}: {} entered and {} left at the last refresh ({} UTC); {} now\n\
+         (the engine records how many users entered and left, not which ones)\n",
+        s.segment_name,
+        output::count(s.entered),
+        output::count(s.left),
+        s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S"),
+        output::plural(s.row_count, "member"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field(None), "");
+        assert_eq!(csv_field(Some("Asha Rao")), "Asha Rao");
+        assert_eq!(csv_field(Some("Rao, Asha")), "\"Rao, Asha\"");
+        assert_eq!(csv_field(Some("say \"hi\"")), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn id_lists_read_as_references() {
+        assert_eq!(ids(&[]), "-");
+        assert_eq!(ids(&[1, 4]), "#1, #4");
+    }
+}
