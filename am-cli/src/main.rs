@@ -39,11 +39,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init => commands::init::run(&ctx),
-        Command::Demo(_)
-        | Command::Generate(_)
-        | Command::Import(_)
-        | Command::Rules(_)
-        | Command::Run(_) => {
+        Command::Generate(args) => commands::data::generate(&ctx, &args),
+        Command::Rules(cmd) => commands::rules::run(&ctx, cmd),
+        Command::Demo(_) | Command::Import(_) | Command::Run(_) => {
             anyhow::bail!("not wired yet")
         }
         Command::Segments(cmd) => commands::segments::run(&ctx, cmd),
