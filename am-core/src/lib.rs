@@ -13,3 +13,4 @@ pub mod plan;
 pub mod plan_display;
 pub mod rule;
 pub mod schedule;
+pub mod validate;

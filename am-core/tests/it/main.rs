@@ -1,3 +1,4 @@
 //! am-core's integration tests: one binary, a module per area.
 
 mod evaluate;
+mod validate;

@@ -1,0 +1,493 @@
+//! Validation: the seed's JSON accepted as is, the flat-list semantics, every kind of problem
+//! reported with its path, and snapshots of checked conditions.
+
+use am_core::arbitrary::{arb_rule_spec_json, as_of};
+use am_core::evaluate::{Dataset, Transaction, User, evaluate_rule};
+use am_core::expr::{CmpOp, Expr, Pred, Scope, Source, Test, Value, Window};
+use am_core::field::Field;
+use am_core::rule::{CheckedRule, Operation};
+use am_core::validate::{check_conditions, check_rule, check_rule_json, parse_rule};
+use chrono::NaiveDateTime;
+use proptest::prelude::*;
+use serde_json::{Value as Json, json};
+
+fn contract_example() -> Json {
+    json!({
+      "rule_name": "High value travellers",
+      "description": "Tier-1 users who spent over 1000 on Travel in 2025",
+      "conditions": [ {"field": "category", "operator": "=", "value": "Travel"},
+                      {"field": "total_spend", "operator": ">", "value": 1000},
+                      {"field": "city_tier", "operator": "=", "value": 1} ],
+      "schedule": "0 0 * * *",
+      "start_date": "2025-01-01T00:00:00Z",
+      "end_date": "2025-12-31T23:59:59Z",
+      "depends_on": [],
+      "operation": null
+    })
+}
+
+fn ok(rule: Json) -> CheckedRule {
+    match check_rule_json(&rule) {
+        Ok(r) => r,
+        Err(e) => panic!("rule should be valid, got: {e}"),
+    }
+}
+
+/// The `(path, message)` of every problem; the rule must be invalid.
+fn problems(rule: Json) -> Vec<(String, String)> {
+    match check_rule_json(&rule) {
+        Ok(r) => panic!("rule should be invalid, got {r:?}"),
+        Err(e) => e.0.into_iter().map(|p| (p.path, p.message)).collect(),
+    }
+}
+
+fn paths(rule: Json) -> Vec<String> {
+    problems(rule).into_iter().map(|(p, _)| p).collect()
+}
+
+/// A rule with only conditions.
+fn with(conditions: Json) -> Json {
+    json!({"rule_name": "r", "conditions": conditions})
+}
+
+fn ts(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("test timestamp")
+}
+
+#[test]
+fn contract_example_means_tier1_travel_spend_in_window() {
+    let rule = ok(contract_example());
+    let travel = Expr::Pred(Pred::Tx {
+        field: Field::Category,
+        test: Test::Cmp(CmpOp::Eq, Value::Text("Travel".into())),
+    });
+    let window = Window::Range {
+        start: Some(ts("2025-01-01 00:00:00")),
+        end: Some(ts("2025-12-31 23:59:59")),
+    };
+    let expected = Expr::All(vec![
+        Expr::Pred(Pred::Aggregate {
+            field: Field::TotalSpend,
+            scope: Scope {
+                source: Source::All,
+                window,
+                filter: Some(Box::new(travel)),
+            },
+            test: Test::Cmp(CmpOp::Gt, Value::Money(100_000)),
+        }),
+        Expr::Pred(Pred::Profile {
+            field: Field::CityTier,
+            test: Test::Cmp(CmpOp::Eq, Value::Int(1)),
+        }),
+    ]);
+    assert_eq!(rule.condition, Some(expected));
+    assert_eq!(rule.window, window);
+    assert_eq!(
+        rule.schedule.as_ref().map(|s| s.as_str()),
+        Some("0 0 * * *")
+    );
+    assert_eq!(rule.operation, None);
+
+    // On data: user 1 spent 1000.01 on Travel in 2025, user 2 1000.00 (0.10 + 0.20 + 999.70),
+    // user 3 more but partly in 2024, user 4 is tier 2.
+    let user = |id, tier| User {
+        user_id: id,
+        name: None,
+        email: None,
+        city_tier: Some(tier),
+        created_at: None,
+    };
+    let tx = |id, user_id, cents, cat: &str, date: &str| Transaction {
+        transaction_id: id,
+        user_id,
+        amount: Some(cents),
+        category: Some(cat.into()),
+        merchant: None,
+        description: None,
+        transaction_date: Some(ts(date)),
+    };
+    let ds = Dataset::new(
+        vec![user(1, 1), user(2, 1), user(3, 1), user(4, 2)],
+        vec![
+            tx(1, 1, 100_001, "Travel", "2025-03-01 10:00:00"),
+            tx(2, 1, 500_000, "Food", "2025-03-01 10:00:00"),
+            tx(3, 2, 10, "Travel", "2025-01-01 00:00:00"),
+            tx(4, 2, 20, "Travel", "2025-06-01 00:00:00"),
+            tx(5, 2, 99_970, "Travel", "2025-12-31 23:59:59"),
+            tx(6, 3, 90_000, "Travel", "2024-12-31 23:59:59"),
+            tx(7, 3, 90_000, "Travel", "2025-01-02 00:00:00"),
+            tx(8, 4, 900_000, "Travel", "2025-02-02 00:00:00"),
+        ],
+        vec![],
+    );
+    let members = evaluate_rule(&rule, &ds, as_of(), &Default::default());
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn seed_examples_are_accepted_as_written() {
+    // POST /rules from the seed's documentation.
+    let r = ok(
+        json!({ "rule_name": "New Rule", "description": "Rule description",
+        "conditions": [{"field": "total_spend", "operator": ">", "value": 100}],
+        "schedule": "@daily", "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-12-31T23:59:59Z" }),
+    );
+    assert!(r.condition.is_some());
+    // A rule as GET /rules lists it, with its id and no conditions, sent back as is.
+    let r = ok(json!({ "id": 1, "rule_name": "High Value Customers",
+        "description": "Users with total spend over $5000", "schedule": "0 0 * * *",
+        "depends_on": [], "operation": null, "created_at": "2025-01-01 00:00:00" }));
+    assert_eq!(r.condition, None);
+    assert_eq!(r.window, Window::UNBOUNDED);
+    // The seed's form builder's two conditions.
+    let r = ok(with(json!([
+        {"field": "total_spend", "operator": ">", "value": 1000},
+        {"field": "city_tier", "operator": "=", "value": 1}
+    ])));
+    assert!(matches!(r.condition, Some(Expr::All(ref xs)) if xs.len() == 2));
+}
+
+#[test]
+fn dependencies_default_to_intersection() {
+    let r = ok(json!({"rule_name": "r", "depends_on": [3, 4]}));
+    assert_eq!(r.operation, Some(Operation::Intersection));
+    assert_eq!(r.depends_on, vec![3, 4]);
+    let r = ok(json!({"rule_name": "r", "depends_on": [3, 4], "operation": "DIFFERENCE"}));
+    assert_eq!(r.operation, Some(Operation::Difference));
+}
+
+#[test]
+fn transaction_predicates_alone_mean_at_least_one_such_transaction() {
+    let r = ok(json!({"rule_name": "r", "start_date": "2025-01-01",
+        "conditions": [{"field": "merchant", "operator": "contains", "value": "air"}]}));
+    let expected = Expr::All(vec![Expr::Pred(Pred::Aggregate {
+        field: Field::TransactionCount,
+        scope: Scope {
+            source: Source::All,
+            window: Window::Range {
+                start: Some(ts("2025-01-01 00:00:00")),
+                end: None,
+            },
+            filter: Some(Box::new(Expr::Pred(Pred::Tx {
+                field: Field::Merchant,
+                test: Test::Contains("air".into()),
+            }))),
+        },
+        test: Test::Cmp(CmpOp::Ge, Value::Int(1)),
+    })]);
+    assert_eq!(r.condition, Some(expected));
+}
+
+#[test]
+fn unknown_field_lists_the_catalog() {
+    let ps = problems(with(
+        json!([{"field": "spend", "operator": ">", "value": 1}]),
+    ));
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].0, "conditions[0].field");
+    assert!(
+        ps[0]
+            .1
+            .starts_with("unknown field \"spend\"; allowed: profile fields user_id")
+    );
+    assert!(ps[0].1.contains("total_spend"));
+}
+
+#[test]
+fn unknown_or_misapplied_operator_lists_the_operators_of_the_type() {
+    let ps = problems(with(
+        json!({"field": "total_spend", "operator": "~", "value": 1}),
+    ));
+    assert_eq!(
+        ps,
+        vec![(
+            "conditions.operator".to_string(),
+            "unknown operator \"~\"; allowed for total_spend (money): =, !=, >, >=, <, <=, in, not_in, between, is_null, is_not_null".to_string()
+        )]
+    );
+    let ps = problems(with(
+        json!({"field": "name", "operator": ">", "value": "A"}),
+    ));
+    assert_eq!(ps[0].0, "conditions.operator");
+    assert_eq!(
+        ps[0].1,
+        "operator \">\" does not apply to name (text); allowed: =, !=, in, not_in, contains, starts_with, is_null, is_not_null"
+    );
+}
+
+#[test]
+fn wrong_value_types_name_the_expected_type() {
+    let ps = problems(with(json!([
+        {"field": "city_tier", "operator": "=", "value": "1"},
+        {"field": "total_spend", "operator": ">", "value": 0.001},
+        {"field": "name", "operator": "=", "value": 5},
+        {"field": "created_at", "operator": ">", "value": "yesterday"},
+        {"field": "city_tier", "operator": "=", "value": 1.5},
+        {"field": "transaction_count", "operator": "=" }
+    ])));
+    let got: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "conditions[0].value",
+            "conditions[1].value",
+            "conditions[2].value",
+            "conditions[3].value",
+            "conditions[4].value",
+            "conditions[5].value"
+        ]
+    );
+    assert_eq!(ps[0].1, "city_tier needs an integer, got a string \"1\"");
+    assert!(ps[1].1.contains("at most 2 decimal places"));
+    assert_eq!(ps[2].1, "name needs a string, got a number 5");
+    assert!(ps[3].1.contains("invalid date-time \"yesterday\""));
+    assert_eq!(ps[5].1, "= needs a value: an integer");
+}
+
+#[test]
+fn in_between_and_null_tests_check_their_value_shape() {
+    let ps = problems(with(json!([
+        {"field": "city_tier", "operator": "in", "value": []},
+        {"field": "city_tier", "operator": "between", "value": [3, 1]},
+        {"field": "city_tier", "operator": "between", "value": [1]},
+        {"field": "city_tier", "operator": "is_null", "value": 1},
+        {"field": "city_tier", "operator": "not_in", "value": [1, "2"]},
+        {"field": "created_at", "operator": "between", "value": ["2025-01-02", "2025-01-01"]}
+    ])));
+    let got: Vec<(&str, &str)> = ps.iter().map(|(p, m)| (p.as_str(), m.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "conditions[0].value",
+                "in needs a non-empty list of integers; got a list []"
+            ),
+            (
+                "conditions[1].value",
+                "between needs lo <= hi, got a list [3,1]"
+            ),
+            (
+                "conditions[2].value",
+                "between needs a list [lo, hi] of two integers; got a list [1]"
+            ),
+            (
+                "conditions[3].value",
+                "is_null takes no value; got a number 1"
+            ),
+            (
+                "conditions[4].value[1]",
+                "city_tier needs an integer, got a string \"2\""
+            ),
+            (
+                "conditions[5].value",
+                "between needs lo <= hi, got a list [\"2025-01-02\",\"2025-01-01\"]"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn transaction_fields_only_where_they_apply() {
+    let ps = problems(with(
+        json!({"all": [{"field": "category", "operator": "=", "value": "Travel"}]}),
+    ));
+    assert_eq!(ps[0].0, "conditions.all[0].field");
+    assert!(
+        ps[0]
+            .1
+            .starts_with("category is a transaction field; use it directly in a condition list")
+    );
+    let ps = problems(with(
+        json!({"field": "total_spend", "operator": ">", "value": 1,
+        "where": [{"field": "city_tier", "operator": "=", "value": 1}]}),
+    ));
+    assert_eq!(ps[0].0, "conditions.where[0].field");
+    assert!(ps[0].1.starts_with("city_tier is not a transaction field"));
+    let ps = problems(with(
+        json!({"field": "total_spend", "operator": ">", "value": 1, "source": "upi",
+        "where": {"any": [{"field": "merchant", "operator": "=", "value": "Acme"}]}}),
+    ));
+    assert_eq!(
+        ps,
+        vec![(
+            "conditions.where.any[0].field".to_string(),
+            "merchant exists only on credit_card transactions, so it cannot filter an aggregate over upi".to_string()
+        )]
+    );
+    // A list's merchant filter cannot scope a UPI aggregate either.
+    let ps = paths(with(json!([
+        {"field": "description", "operator": "=", "value": "Rent"},
+        {"field": "total_spend", "operator": ">", "value": 1, "source": "credit_card"}
+    ])));
+    assert_eq!(ps, vec!["conditions[1].source"]);
+    let ps = problems(with(
+        json!({"field": "city_tier", "operator": "=", "value": 1, "window": {"last_days": 3}}),
+    ));
+    assert_eq!(ps[0].0, "conditions.window");
+    assert!(
+        ps[0]
+            .1
+            .starts_with("where/source/window only apply to aggregate fields: total_spend")
+    );
+}
+
+#[test]
+fn bad_windows_sources_and_groups() {
+    let got = paths(with(json!([
+        {"field": "total_spend", "operator": ">", "value": 1, "window": {"last_days": 0}},
+        {"field": "total_spend", "operator": ">", "value": 1, "window": {"start": "2025-02-01", "end": "2025-01-01"}},
+        {"field": "total_spend", "operator": ">", "value": 1, "source": "cash"},
+        {"all": [], "any": []},
+        {"none": []},
+        {"field": "city_tier", "operator": "=", "value": 1, "extra": true},
+        7
+    ])));
+    assert_eq!(
+        got,
+        vec![
+            "conditions[0].window.last_days",
+            "conditions[1].window.end",
+            "conditions[2].source",
+            "conditions[3].any",
+            "conditions[4].none",
+            "conditions[5].extra",
+            "conditions[6]"
+        ]
+    );
+}
+
+#[test]
+fn rule_level_problems_are_all_reported() {
+    let ps = problems(json!({
+        "rule_name": "   ",
+        "description": "d".repeat(2001),
+        "schedule": "every day",
+        "start_date": "2025-02-01",
+        "end_date": "2025-01-31",
+        "depends_on": [3, 3],
+        "operation": "XOR",
+        "conditions": [{"field": "total_spend", "operator": "<>", "value": 1}]
+    }));
+    let got: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "rule_name",
+            "description",
+            "schedule",
+            "end_date",
+            "depends_on[1]",
+            "operation",
+            "conditions[0].operator"
+        ]
+    );
+    assert_eq!(ps[1].1, "is 2001 characters long; at most 2000 are allowed");
+    assert!(ps[2].1.starts_with("invalid schedule: "));
+    assert_eq!(
+        ps[3].1,
+        "ends (2025-01-31 23:59:59) before start_date (2025-02-01 00:00:00)"
+    );
+    assert_eq!(ps[4].1, "rule 3 is listed more than once");
+    assert_eq!(
+        ps[5].1,
+        "unknown operation \"XOR\"; allowed: INTERSECTION, UNION, DIFFERENCE"
+    );
+
+    let ps = problems(json!({"rule_name": "x".repeat(201), "operation": "UNION"}));
+    assert_eq!(
+        ps,
+        vec![
+            (
+                "rule_name".to_string(),
+                "is 201 characters long; at most 200 are allowed".to_string()
+            ),
+            (
+                "operation".to_string(),
+                "an operation needs dependencies, but depends_on is empty".to_string()
+            ),
+        ]
+    );
+    let ps = problems(json!({"rule_name": "r", "depends_on": [1], "operation": "DIFFERENCE"}));
+    assert_eq!(ps[0].0, "depends_on");
+}
+
+#[test]
+fn json_types_are_checked_with_paths() {
+    let e = parse_rule(&json!({"rule_name": 5, "depends_on": [1, "two", 3.5], "schedule": true}))
+        .expect_err("wrong JSON types");
+    let got: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        got,
+        vec!["schedule", "rule_name", "depends_on[1]", "depends_on[2]"]
+    );
+    let e = parse_rule(&json!({"depends_on": "1"})).expect_err("no name, depends_on not a list");
+    let got: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(got, vec!["rule_name", "depends_on"]);
+    let e = parse_rule(&json!([1])).expect_err("not an object");
+    assert_eq!(e.0[0].path, "rule");
+}
+
+#[test]
+fn check_conditions_alone_uses_the_given_window() {
+    assert_eq!(check_conditions(&Json::Null, Window::UNBOUNDED), Ok(None));
+    let c = check_conditions(
+        &json!({"field": "transaction_count", "operator": ">=", "value": 2}),
+        Window::LastDays(30),
+    )
+    .expect("valid");
+    let Some(Expr::Pred(Pred::Aggregate { scope, .. })) = c else {
+        panic!("expected an aggregate predicate, got {c:?}");
+    };
+    assert_eq!(scope.window, Window::LastDays(30));
+}
+
+/// Snapshots of checked conditions for representative rules.
+#[test]
+fn checked_condition_snapshots() {
+    let cases = [
+        ("contract_example", contract_example()),
+        (
+            "dates_and_money",
+            json!({"rule_name": "r", "conditions": [
+                {"field": "created_at", "operator": "=", "value": "2025-03-01"},
+                {"field": "created_at", "operator": "!=", "value": "2025-03-02"},
+                {"field": "created_at", "operator": ">", "value": "2025-03-03"},
+                {"field": "created_at", "operator": "<=", "value": "2025-03-04T10:00:00+05:30"},
+                {"field": "last_transaction_date", "operator": "between", "value": ["2025-01-01", "2025-01-31"]},
+                {"field": "avg_transaction_amount", "operator": "in", "value": [999.7, 12, 0.05]}
+            ]}),
+        ),
+        (
+            "nested_list_filters",
+            json!({"rule_name": "r", "start_date": "2025-01-01", "conditions": [
+                {"field": "amount", "operator": ">=", "value": 10.5},
+                {"any": [
+                    {"field": "max_transaction_amount", "operator": ">", "value": 500, "source": "credit_card",
+                     "where": {"not": {"field": "merchant", "operator": "starts_with", "value": "acme"}}},
+                    [ {"field": "category", "operator": "in", "value": ["Travel", "Food"]},
+                      {"not": {"field": "distinct_categories", "operator": "<", "value": 2, "window": {"last_days": 30}}} ],
+                    [ {"field": "description", "operator": "contains", "value": "rent"} ]
+                ]},
+                {"field": "email", "operator": "is_not_null"}
+            ]}),
+        ),
+    ];
+    for (name, rule) in cases {
+        let checked = ok(rule);
+        insta::assert_debug_snapshot!(name, checked.condition);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Every rule the generator writes is valid, and reading it back is stable.
+    #[test]
+    fn generated_rules_are_valid(rule in arb_rule_spec_json()) {
+        let spec = parse_rule(&rule);
+        prop_assert!(spec.is_ok(), "{:?}", spec);
+        let spec = spec.expect("checked above");
+        let checked = check_rule(&spec);
+        prop_assert!(checked.is_ok(), "{} -> {:?}", rule, checked);
+    }
+}
