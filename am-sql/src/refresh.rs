@@ -1,1 +1,406 @@
-//! refresh
+//! Refresh: rebuilds segments in plan order, sharing the aggregate scans, and swaps each one in
+//! atomically with its catalog row and run.
+//!
+//! One refresh works like this:
+//!
+//! 1. plan every stored rule (reuse on) and select the nodes to rebuild: the targets, and
+//!    whatever they read that is not fresh (contract section 2, "Freshness");
+//! 2. fix the as-of time once, and fill one scratch table of per-user aggregates per
+//!    (source, window) the selected nodes read, so rules that aggregate the same transactions
+//!    share one scan instead of rescanning them each;
+//! 3. for each node in plan order: build `segment_output_<id>__next` from the shared
+//!    aggregates and upstream segments, then swap it in with the catalog row and the run's
+//!    success in one transaction. A node that fails keeps its old segment and catalog row,
+//!    records its error, and the nodes built from it are skipped.
+//!
+//! The catalog's `sql_query` is the same node rendered standalone (aggregates as subqueries,
+//! values inlined), so it can be pasted into `sqlite3` and returns exactly the members.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use am_core::expr::Timestamp;
+use am_core::plan::{Plan, PlanNode};
+use am_core::rule::{CheckedRule, RuleId};
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::catalog::{self, Segment, SegmentRecord};
+use crate::dialect::Dialect;
+use crate::dialect::sqlite::{self, Sqlite};
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::render::{
+    AggregateLayout, AggregateNeeds, Aggregates, RenderContext, collect_set_needs, render_set,
+};
+use crate::runs::{self, RunId, RunTrigger};
+
+/// Which rules a refresh rebuilds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshTargets {
+    /// Every rule.
+    All,
+    /// Every rule whose segment is not fresh.
+    Stale,
+    /// These rules, and whatever they are built from that is not fresh.
+    Rules(Vec<RuleId>),
+}
+
+/// What to refresh and how.
+#[derive(Debug, Clone)]
+pub struct RefreshRequest {
+    pub targets: RefreshTargets,
+    /// The as-of time of relative windows; now (UTC, whole seconds) when unset.
+    pub as_of: Option<Timestamp>,
+    /// Recorded on the runs of the targets; rules refreshed because a target needs them are
+    /// recorded as [`RunTrigger::Upstream`].
+    pub trigger: RunTrigger,
+    /// Queued runs to use instead of creating new ones (the scheduler and the API create a
+    /// run before the refresh starts, to answer with its id).
+    pub runs: BTreeMap<RuleId, RunId>,
+}
+
+impl RefreshRequest {
+    /// A refresh of `targets`, as of now, with fresh runs.
+    pub fn new(targets: RefreshTargets, trigger: RunTrigger) -> Self {
+        RefreshRequest {
+            targets,
+            as_of: None,
+            trigger,
+            runs: BTreeMap::new(),
+        }
+    }
+}
+
+/// How one node's refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Succeeded,
+    /// Failed; the old segment and catalog row are as they were.
+    Failed,
+    /// Not attempted because a rule it is built from failed.
+    Skipped,
+}
+
+/// One rule refreshed (or attempted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeOutcome {
+    pub rule_id: RuleId,
+    pub rule_name: String,
+    pub status: NodeStatus,
+    pub row_count: Option<i64>,
+    pub entered: Option<i64>,
+    pub left: Option<i64>,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+    /// The segments it was computed from by automatic reuse.
+    pub reused_from: Vec<RuleId>,
+    pub error: Option<String>,
+    pub run_id: Option<RunId>,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+/// What a refresh did, node by node in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefreshReport {
+    pub as_of: Timestamp,
+    pub nodes: Vec<NodeOutcome>,
+}
+
+impl RefreshReport {
+    /// Whether every node succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.nodes.iter().all(|n| n.status == NodeStatus::Succeeded)
+    }
+
+    /// The outcome of one rule, if it was part of the refresh.
+    pub fn node(&self, rule_id: RuleId) -> Option<&NodeOutcome> {
+        self.nodes.iter().find(|n| n.rule_id == rule_id)
+    }
+}
+
+/// What the engine needs to know of a stored rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineRule {
+    pub id: RuleId,
+    pub name: String,
+    pub description: Option<String>,
+    /// `rule_table.version`: a segment built from an older version is stale.
+    pub version: i64,
+    pub rule: CheckedRule,
+}
+
+/// The as-of time of a run started now: UTC, whole seconds.
+pub fn now_as_of() -> Timestamp {
+    let now = chrono::Utc::now().naive_utc();
+    chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now)
+}
+
+/// The rules whose segments are not fresh at `as_of`, among the nodes of `plan`.
+///
+/// A segment is fresh when it was built from the rule's current version and the current data
+/// version, at the same as-of when its condition depends on it, and every segment it reads is
+/// fresh and was not refreshed after it.
+pub fn stale_nodes(
+    plan: &Plan,
+    rules: &BTreeMap<RuleId, EngineRule>,
+    segments: &BTreeMap<RuleId, Segment>,
+    data_version: i64,
+    as_of: Timestamp,
+) -> BTreeSet<RuleId> {
+    let mut stale = BTreeSet::new();
+    for node in &plan.nodes {
+        let own_fresh = match (segments.get(&node.rule_id), rules.get(&node.rule_id)) {
+            (Some(seg), Some(rule)) => {
+                let as_of_ok = !rule
+                    .rule
+                    .condition
+                    .as_ref()
+                    .is_some_and(|c| c.depends_on_as_of())
+                    || seg.as_of == as_of;
+                seg.rule_version == rule.version && seg.data_version == data_version && as_of_ok
+            }
+            _ => false,
+        };
+        let upstream_fresh = node.upstream.iter().all(|u| {
+            !stale.contains(u)
+                && match (segments.get(u), segments.get(&node.rule_id)) {
+                    (Some(up), Some(me)) => up.last_refreshed_at <= me.last_refreshed_at,
+                    _ => false,
+                }
+        });
+        if !(own_fresh && upstream_fresh) {
+            stale.insert(node.rule_id);
+        }
+    }
+    stale
+}
+
+/// Rebuilds the `selected` nodes of `plan`, in plan order, on one connection.
+///
+/// `targets` get runs with `trigger`, the other selected nodes [`RunTrigger::Upstream`].
+/// Every node's run ends succeeded or failed; nothing here returns early on a node's error.
+/// An error is returned only when the run rows themselves cannot be written.
+#[allow(clippy::too_many_arguments)]
+pub fn refresh_plan(
+    conn: &mut Connection,
+    plan: &Plan,
+    selected: &BTreeSet<RuleId>,
+    rules: &BTreeMap<RuleId, EngineRule>,
+    request: &RefreshRequest,
+    targets: &BTreeSet<RuleId>,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+) -> Result<RefreshReport> {
+    let nodes: Vec<&PlanNode> = plan
+        .nodes
+        .iter()
+        .filter(|n| selected.contains(&n.rule_id))
+        .collect();
+    // Runs first, so every node has one to record its outcome in.
+    let mut run_ids = BTreeMap::new();
+    for node in &nodes {
+        let id = node.rule_id;
+        let run = match request.runs.get(&id) {
+            Some(&run) => run,
+            None => {
+                let trigger = if targets.contains(&id) {
+                    request.trigger
+                } else {
+                    RunTrigger::Upstream
+                };
+                runs::create_run(conn, id, trigger)?
+            }
+        };
+        runs::mark_running(conn, run, as_of)?;
+        run_ids.insert(id, run);
+    }
+    // Recorded before reading: a write during the refresh leaves the segments stale rather
+    // than wrongly fresh.
+    let data_version = crate::db::data_version(conn)?;
+
+    let mut needs = AggregateNeeds::new();
+    for node in &nodes {
+        collect_set_needs(&node.compute, &mut needs);
+    }
+    let layout = AggregateLayout::new(&needs);
+    progress.begin("aggregates", Some(layout.tables.len() as u64));
+    let shared = fill_shared(conn, &layout, as_of, progress);
+    progress.finish("aggregates ready");
+
+    let mut outcomes = Vec::with_capacity(nodes.len());
+    let mut failed: BTreeSet<RuleId> = BTreeSet::new();
+    progress.begin("segments", Some(nodes.len() as u64));
+    for node in nodes {
+        let id = node.rule_id;
+        let run = run_ids.get(&id).copied();
+        let reused_from = node
+            .reuse
+            .as_ref()
+            .map(|r| r.parents.clone())
+            .unwrap_or_default();
+        let name = rules
+            .get(&id)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| node.rule_name.clone());
+        let started = Instant::now();
+        let blocked = node.upstream.iter().find(|u| failed.contains(u)).copied();
+        let result = match (&shared, blocked) {
+            (_, Some(up)) => Err(Skip(format!("upstream rule #{up} failed"))),
+            (Err(e), None) => Err(Fail(format!("computing aggregates failed: {e}"))),
+            (Ok(()), None) => refresh_node(
+                conn,
+                node,
+                rules.get(&id),
+                &layout,
+                as_of,
+                data_version,
+                run,
+                &reused_from,
+                started,
+            )
+            .map_err(|e| Fail(e.to_string())),
+        };
+        let outcome = match result {
+            Ok(counts) => NodeOutcome {
+                rule_id: id,
+                rule_name: name,
+                status: NodeStatus::Succeeded,
+                row_count: Some(counts.row_count),
+                entered: Some(counts.entered),
+                left: Some(counts.left),
+                duration: started.elapsed(),
+                reused_from,
+                error: None,
+                run_id: run,
+            },
+            Err(why) => {
+                failed.insert(id);
+                let (status, message) = match why {
+                    Skip(m) => (NodeStatus::Skipped, m),
+                    Fail(m) => (NodeStatus::Failed, m),
+                };
+                if let Some(run) = run {
+                    runs::mark_failed(conn, run, &message)?;
+                }
+                NodeOutcome {
+                    rule_id: id,
+                    rule_name: name,
+                    status,
+                    row_count: None,
+                    entered: None,
+                    left: None,
+                    duration: started.elapsed(),
+                    reused_from,
+                    error: Some(message),
+                    run_id: run,
+                }
+            }
+        };
+        outcomes.push(outcome);
+        progress.advance(1);
+    }
+    drop_shared(conn, &layout);
+    progress.finish("segments refreshed");
+    Ok(RefreshReport {
+        as_of,
+        nodes: outcomes,
+    })
+}
+
+use NodeError::{Fail, Skip};
+
+/// Why a node was not swapped in.
+enum NodeError {
+    Skip(String),
+    Fail(String),
+}
+
+/// Creates and fills the shared aggregate tables (temporary: private to this connection and
+/// gone with it, so readers never see them).
+fn fill_shared(
+    conn: &Connection,
+    layout: &AggregateLayout,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for table in &layout.tables {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", table.name))?;
+        conn.execute_batch(&Sqlite.table(&layout.create_statement(table)))?;
+        let (sql, values) = layout
+            .fill_statement(table, as_of)
+            .build(sea_query::SqliteQueryBuilder);
+        sqlite::execute(conn, (sql, values))?;
+        progress.advance(1);
+    }
+    Ok(())
+}
+
+fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
+    for table in &layout.tables {
+        // Temporary tables vanish with the connection anyway; failing to drop one early
+        // is harmless.
+        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", table.name));
+    }
+}
+
+/// Builds one node's next table and swaps it in with its catalog row and run success.
+#[allow(clippy::too_many_arguments)]
+fn refresh_node(
+    conn: &mut Connection,
+    node: &PlanNode,
+    rule: Option<&EngineRule>,
+    layout: &AggregateLayout,
+    as_of: Timestamp,
+    data_version: i64,
+    run: Option<RunId>,
+    reused_from: &[RuleId],
+    started: Instant,
+) -> Result<sqlite::SwapCounts> {
+    let id = node.rule_id;
+    let shared = RenderContext {
+        as_of,
+        aggregates: Aggregates::Shared(layout),
+    };
+    let standalone = RenderContext {
+        as_of,
+        aggregates: Aggregates::Standalone,
+    };
+    let sql_query = Sqlite.inline(&render_set(&node.compute, &standalone));
+    if let Err(e) = sqlite::build_next(conn, id, render_set(&node.compute, &shared)) {
+        let _ = sqlite::drop_next_of(conn, id);
+        return Err(e);
+    }
+    let (name, description, version) = match rule {
+        Some(r) => (r.name.clone(), r.description.clone(), r.version),
+        None => (node.rule_name.clone(), None, 0),
+    };
+    sqlite::swap_in(conn, id, |tx, counts| {
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        catalog::upsert_segment(
+            tx,
+            &SegmentRecord {
+                rule_id: id,
+                segment_name: name,
+                description,
+                row_count: counts.row_count,
+                sql_query,
+                rule_version: version,
+                data_version,
+                as_of,
+                entered: counts.entered,
+                left: counts.left,
+                duration_ms,
+                reused_from: reused_from.to_vec(),
+            },
+        )?;
+        if let Some(run) = run {
+            runs::mark_succeeded(tx, run, counts.row_count, counts.entered, counts.left)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,466 @@
+//! The SQL engine against the contract's semantics: money to the cent, users without
+//! transactions, inclusive windows, nulls, case-insensitive text tests, explicit dependencies,
+//! atomic swaps and failures that leave the old segment untouched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use am_core::evaluate::Dataset;
+use am_core::expr::{
+    CmpOp, Expr, Pred, Scope, Source, TIMESTAMP_FORMAT, Test, Timestamp, Value, Window,
+};
+use am_core::field::Field;
+use am_core::plan::{Plan, PlanNode, SetExpr};
+use am_core::rule::{CheckedRule, Operation, RuleId};
+use am_sql::progress::NoProgress;
+use am_sql::refresh::{
+    EngineRule, NodeStatus, RefreshReport, RefreshRequest, RefreshTargets, refresh_plan,
+};
+use am_sql::render::segments_read;
+use am_sql::runs::RunTrigger;
+use am_sql::store::Store;
+use rusqlite::{Connection, params};
+use tempfile::TempDir;
+
+/// A fresh database in a temporary directory.
+pub(crate) struct Db {
+    pub dir: TempDir,
+    pub store: Store,
+    pub conn: Connection,
+}
+
+pub(crate) fn new_db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("am.db")).unwrap();
+    let conn = store.connection().unwrap();
+    Db { dir, store, conn }
+}
+
+pub(crate) fn ts(s: &str) -> Timestamp {
+    Timestamp::parse_from_str(s, TIMESTAMP_FORMAT).unwrap()
+}
+
+fn text(t: Option<Timestamp>) -> Option<String> {
+    t.map(|t| t.format(TIMESTAMP_FORMAT).to_string())
+}
+
+/// Writes a dataset the way an ETL job would: amounts as decimal numbers, times as text.
+/// Foreign keys are off on this connection, since random data has transactions of users
+/// that do not exist.
+pub(crate) fn load_dataset(conn: &Connection, ds: &Dataset) {
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    for u in ds.users() {
+        conn.execute(
+            "INSERT INTO users (user_id, name, email, city_tier, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![u.user_id, u.name, u.email, u.city_tier, text(u.created_at)],
+        )
+        .unwrap();
+    }
+    for t in ds.credit_card() {
+        conn.execute(
+            "INSERT INTO credit_card_transactions (transaction_id, user_id, amount, merchant, category, transaction_date) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.transaction_id, t.user_id, t.amount.map(|c| c as f64 / 100.0), t.merchant, t.category, text(t.transaction_date)],
+        )
+        .unwrap();
+    }
+    for t in ds.upi() {
+        conn.execute(
+            "INSERT INTO upi_transactions (transaction_id, user_id, amount, description, category, transaction_date) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.transaction_id, t.user_id, t.amount.map(|c| c as f64 / 100.0), t.description, t.category, text(t.transaction_date)],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+}
+
+/// A row in `rule_table` for the runs and catalog rows to refer to.
+pub(crate) fn insert_rule_row(conn: &Connection, id: RuleId, name: &str) {
+    conn.execute(
+        "INSERT INTO rule_table (id, rule_name, conditions, depends_on, created_at, updated_at, version)
+         VALUES (?1, ?2, 'null', '[]', '2025-01-01 00:00:00', '2025-01-01 00:00:00', 1)",
+        params![id, name],
+    )
+    .unwrap();
+}
+
+pub(crate) fn checked(
+    condition: Option<Expr>,
+    depends_on: Vec<RuleId>,
+    operation: Option<Operation>,
+) -> CheckedRule {
+    CheckedRule {
+        name: String::new(),
+        condition,
+        window: Window::UNBOUNDED,
+        depends_on,
+        operation,
+        schedule: None,
+    }
+}
+
+/// Rules with hand-made computations, in the given (dependency) order.
+pub(crate) struct Case {
+    pub rules: BTreeMap<RuleId, EngineRule>,
+    pub plan: Plan,
+}
+
+impl Case {
+    pub(crate) fn new() -> Self {
+        Case {
+            rules: BTreeMap::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    /// Adds rule `id` computed by `compute` (its reads become its upstream).
+    pub(crate) fn add(
+        &mut self,
+        conn: &Connection,
+        id: RuleId,
+        rule: CheckedRule,
+        compute: SetExpr,
+    ) {
+        let name = format!("rule {id}");
+        insert_rule_row(conn, id, &name);
+        let mut upstream = BTreeSet::new();
+        segments_read(&compute, &mut upstream);
+        self.plan.nodes.push(PlanNode {
+            rule_id: id,
+            rule_name: name.clone(),
+            compute,
+            upstream: upstream.into_iter().collect(),
+            reuse: None,
+        });
+        self.rules.insert(
+            id,
+            EngineRule {
+                id,
+                name,
+                description: None,
+                version: 1,
+                rule,
+            },
+        );
+    }
+
+    /// Adds rule `id` computed directly from its own definition.
+    pub(crate) fn add_direct(&mut self, conn: &Connection, id: RuleId, rule: CheckedRule) {
+        let compute = am_core::evaluate::rule_set_expr(&rule);
+        self.add(conn, id, rule, compute);
+    }
+
+    pub(crate) fn refresh(&self, conn: &mut Connection, as_of: Timestamp) -> RefreshReport {
+        let all: BTreeSet<RuleId> = self.rules.keys().copied().collect();
+        let request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+        refresh_plan(
+            conn,
+            &self.plan,
+            &all,
+            &self.rules,
+            &request,
+            &all,
+            as_of,
+            &NoProgress,
+        )
+        .unwrap()
+    }
+}
+
+pub(crate) fn members(conn: &Connection, rule_id: RuleId) -> BTreeSet<i64> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT user_id FROM segment_output_{rule_id}"))
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Runs a stored `sql_query` as pasted into the shell.
+pub(crate) fn replay(conn: &Connection, rule_id: RuleId) -> BTreeSet<i64> {
+    let sql: String = conn
+        .query_row(
+            "SELECT sql_query FROM segment_catalog WHERE rule_id = ?1",
+            [rule_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn agg(field: Field, scope: Scope, test: Test) -> Expr {
+    Expr::Pred(Pred::Aggregate { field, scope, test })
+}
+
+fn all_scope() -> Scope {
+    Scope {
+        source: Source::All,
+        window: Window::UNBOUNDED,
+        filter: None,
+    }
+}
+
+fn tx(field: Field, test: Test) -> Expr {
+    Expr::Pred(Pred::Tx { field, test })
+}
+
+fn profile(field: Field, test: Test) -> Expr {
+    Expr::Pred(Pred::Profile { field, test })
+}
+
+fn ids(xs: &[i64]) -> BTreeSet<i64> {
+    xs.iter().copied().collect()
+}
+
+const AS_OF: &str = "2025-06-30 12:00:00";
+
+/// Users 1..=5; user 1 pays 0.10 + 0.20 + 999.70 by card, user 2 exactly 1000.01 by UPI,
+/// user 3 999.99, users 4 and 5 nothing.
+fn money_db() -> Db {
+    let db = new_db();
+    db.conn
+        .execute_batch(
+            "INSERT INTO users (user_id, name, email, city_tier, created_at) VALUES
+               (1, 'Asha Rao', 'asha@example.com', 1, '2025-01-01 00:00:00'),
+               (2, 'Ben Li', 'ben@test.org', 2, '2025-01-02 00:00:00'),
+               (3, 'asha k', NULL, NULL, NULL),
+               (4, NULL, 'x@example.com', 3, '2025-01-03 00:00:00'),
+               (5, 'Cy', NULL, 1, NULL);
+             INSERT INTO credit_card_transactions (user_id, amount, merchant, category, transaction_date) VALUES
+               (1, 0.10, 'Acme Air', 'Travel', '2025-06-01 00:00:00'),
+               (1, 0.20, 'Acme Air', 'Travel', '2025-06-15 10:00:00'),
+               (1, 999.70, 'Globex', 'Travel', '2025-06-30 12:00:00'),
+               (3, 999.99, 'acme', 'Food', '2025-05-31 23:59:59');
+             INSERT INTO upi_transactions (user_id, amount, description, category, transaction_date) VALUES
+               (2, 1000.01, 'Rent', 'Groceries', '2025-06-30 00:00:00');",
+        )
+        .unwrap();
+    db
+}
+
+/// Refreshes one condition as rule 1 and returns its members (checking the stored SQL too).
+fn members_of(db: &mut Db, condition: Expr) -> BTreeSet<i64> {
+    db.conn.execute_batch("DELETE FROM segment_catalog; DELETE FROM refresh_runs; DELETE FROM rule_table; DROP TABLE IF EXISTS segment_output_1;").unwrap();
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(condition), vec![], None));
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    assert!(report.succeeded(), "{report:?}");
+    let got = members(&db.conn, 1);
+    assert_eq!(
+        replay(&db.conn, 1),
+        got,
+        "stored sql_query disagrees with the segment"
+    );
+    got
+}
+
+#[test]
+fn money_is_exact_to_the_cent() {
+    let mut db = money_db();
+    let spend = |op, cents| {
+        agg(
+            Field::TotalSpend,
+            all_scope(),
+            Test::Cmp(op, Value::Money(cents)),
+        )
+    };
+    assert_eq!(members_of(&mut db, spend(CmpOp::Ge, 100_000)), ids(&[1, 2]));
+    assert_eq!(members_of(&mut db, spend(CmpOp::Gt, 100_000)), ids(&[2]));
+    assert_eq!(members_of(&mut db, spend(CmpOp::Eq, 100_000)), ids(&[1]));
+    // avg of user 1 is 1000.00 / 3 = 333.333..: not equal to 333.33, above it.
+    let avg = |op, cents| {
+        agg(
+            Field::AvgTransactionAmount,
+            all_scope(),
+            Test::Cmp(op, Value::Money(cents)),
+        )
+    };
+    assert_eq!(members_of(&mut db, avg(CmpOp::Eq, 33_333)), ids(&[]));
+    assert_eq!(members_of(&mut db, avg(CmpOp::Gt, 33_333)), ids(&[1, 2, 3]));
+}
+
+#[test]
+fn users_without_transactions_have_zero_spend_and_null_dates() {
+    let mut db = money_db();
+    let under_100 = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Lt, Value::Money(10_000)),
+    );
+    assert_eq!(members_of(&mut db, under_100), ids(&[4, 5]));
+    let none = agg(
+        Field::TransactionCount,
+        all_scope(),
+        Test::Cmp(CmpOp::Eq, Value::Int(0)),
+    );
+    assert_eq!(members_of(&mut db, none), ids(&[4, 5]));
+    let no_last = agg(Field::LastTransactionDate, all_scope(), Test::IsNull);
+    assert_eq!(members_of(&mut db, no_last), ids(&[4, 5]));
+    // Null is not below anything: `max < 1000` misses users with no transactions...
+    let max_small = agg(
+        Field::MaxTransactionAmount,
+        all_scope(),
+        Test::Cmp(CmpOp::Lt, Value::Money(100_000)),
+    );
+    assert_eq!(members_of(&mut db, max_small.clone()), ids(&[1, 3]));
+    // ...and `not` is the exact complement.
+    assert_eq!(
+        members_of(&mut db, Expr::Not(Box::new(max_small))),
+        ids(&[2, 4, 5])
+    );
+}
+
+#[test]
+fn windows_include_both_ends_and_last_days_follows_as_of() {
+    let mut db = money_db();
+    let in_window = |window| {
+        agg(
+            Field::TransactionCount,
+            Scope {
+                source: Source::All,
+                window,
+                filter: None,
+            },
+            Test::Cmp(CmpOp::Ge, Value::Int(1)),
+        )
+    };
+    let june = Window::Range {
+        start: Some(ts("2025-06-01 00:00:00")),
+        end: Some(ts("2025-06-30 12:00:00")),
+    };
+    assert_eq!(members_of(&mut db, in_window(june)), ids(&[1, 2]));
+    let may_end = Window::Range {
+        start: Some(ts("2025-05-31 23:59:59")),
+        end: Some(ts("2025-05-31 23:59:59")),
+    };
+    assert_eq!(members_of(&mut db, in_window(may_end)), ids(&[3]));
+    // [2025-05-31 12:00:00, 2025-06-30 12:00:00]
+    assert_eq!(
+        members_of(&mut db, in_window(Window::LastDays(30))),
+        ids(&[1, 2, 3])
+    );
+    assert_eq!(
+        members_of(&mut db, in_window(Window::LastDays(0))),
+        ids(&[1])
+    );
+    let days = agg(
+        Field::DaysSinceLastTransaction,
+        all_scope(),
+        Test::Cmp(CmpOp::Eq, Value::Int(30)),
+    );
+    assert_eq!(members_of(&mut db, days), ids(&[3]));
+}
+
+#[test]
+fn null_profile_values_fail_every_test_but_is_null() {
+    let mut db = money_db();
+    let tier_ne_1 = profile(Field::CityTier, Test::Cmp(CmpOp::Ne, Value::Int(1)));
+    assert_eq!(members_of(&mut db, tier_ne_1.clone()), ids(&[2, 4]));
+    assert_eq!(
+        members_of(&mut db, Expr::Not(Box::new(tier_ne_1))),
+        ids(&[1, 3, 5])
+    );
+    let not_in = profile(Field::CityTier, Test::NotIn(vec![Value::Int(2)]));
+    assert_eq!(members_of(&mut db, not_in), ids(&[1, 4, 5]));
+    assert_eq!(
+        members_of(&mut db, profile(Field::Email, Test::IsNull)),
+        ids(&[3, 5])
+    );
+}
+
+#[test]
+fn contains_and_starts_with_ignore_ascii_case_and_equals_is_exact() {
+    let mut db = money_db();
+    assert_eq!(
+        members_of(&mut db, profile(Field::Name, Test::Contains("ASHA".into()))),
+        ids(&[1, 3])
+    );
+    assert_eq!(
+        members_of(&mut db, profile(Field::Name, Test::StartsWith("b".into()))),
+        ids(&[2])
+    );
+    assert_eq!(
+        members_of(&mut db, profile(Field::Name, Test::StartsWith("%".into()))),
+        ids(&[])
+    );
+    assert_eq!(
+        members_of(
+            &mut db,
+            profile(
+                Field::Name,
+                Test::Cmp(CmpOp::Eq, Value::Text("asha rao".into()))
+            )
+        ),
+        ids(&[])
+    );
+    // The seed's flat list: a transaction filter scoping the aggregate.
+    let acme = Scope {
+        source: Source::CreditCard,
+        window: Window::UNBOUNDED,
+        filter: Some(Box::new(tx(
+            Field::Merchant,
+            Test::StartsWith("ACME".into()),
+        ))),
+    };
+    let has_acme = agg(
+        Field::TransactionCount,
+        acme,
+        Test::Cmp(CmpOp::Ge, Value::Int(1)),
+    );
+    assert_eq!(members_of(&mut db, has_acme), ids(&[1, 3]));
+}
+
+#[test]
+fn explicit_dependencies_combine_and_conditions_narrow() {
+    let mut db = money_db();
+    let tier1 = profile(Field::CityTier, Test::Cmp(CmpOp::Eq, Value::Int(1)));
+    let spender = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Gt, Value::Money(0)),
+    );
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(tier1), vec![], None));
+    case.add_direct(&db.conn, 2, checked(Some(spender), vec![], None));
+    case.add_direct(
+        &db.conn,
+        3,
+        checked(None, vec![1, 2], Some(Operation::Difference)),
+    );
+    case.add_direct(
+        &db.conn,
+        4,
+        checked(None, vec![1, 2], Some(Operation::Union)),
+    );
+    case.add_direct(&db.conn, 5, checked(None, vec![1, 2], None));
+    let narrow = profile(Field::UserId, Test::Cmp(CmpOp::Gt, Value::Int(1)));
+    case.add_direct(
+        &db.conn,
+        6,
+        checked(Some(narrow), vec![2, 1], Some(Operation::Union)),
+    );
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(members(&db.conn, 1), ids(&[1, 5]));
+    assert_eq!(members(&db.conn, 2), ids(&[1, 2, 3]));
+    assert_eq!(members(&db.conn, 3), ids(&[5]));
+    assert_eq!(members(&db.conn, 4), ids(&[1, 2, 3, 5]));
+    assert_eq!(members(&db.conn, 5), ids(&[1]));
+    assert_eq!(members(&db.conn, 6), ids(&[2, 3, 5]));
+    for id in 1..=6 {
+        assert_eq!(
+            replay(&db.conn, id),
+            members(&db.conn, id),
+            "sql_query of rule {id}"
+        );
+    }
+    let n6 = report.node(6).unwrap();
+    assert_eq!(
+        (n6.row_count, n6.entered, n6.left),
+        (Some(3), Some(3), Some(0))
+    );
+    assert_eq!(n6.status, NodeStatus::Succeeded);
+}

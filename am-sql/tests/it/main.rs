@@ -1,0 +1,4 @@
+//! am-sql's integration tests: one binary, one module per area.
+
+mod differential;
+mod engine;
