@@ -1,10 +1,71 @@
-//! `am serve`: the HTTP API, the web UI and the scheduler on this database.
+//! `am serve`: the HTTP API, the web UI and the scheduler on this database, until Ctrl-C.
+
+use am_http::ServerConfig;
+use anyhow::Context as _;
 
 use super::Context;
 use crate::cli::ServeArgs;
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<()> {
-    let _store = ctx.store()?;
-    let _ = (&args.addr, &args.token);
-    anyhow::bail!("the HTTP server is not there yet in this build (am-http has no `serve`)")
+    let store = ctx.store()?;
+    let mut config = ServerConfig::from_env(args.addr);
+    // `--token` (or AM_API_TOKEN through clap) wins; an empty token means none.
+    if let Some(token) = args.token.as_ref().filter(|t| !t.trim().is_empty()) {
+        config.token = Some(token.clone());
+    }
+    let protected = config.token.is_some();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    eprintln!(
+        "serving {} on http://{} (API under /api{}); press Ctrl-C to stop",
+        store.path().display(),
+        args.addr,
+        if protected { ", token required" } else { "" }
+    );
+    runtime
+        .block_on(am_http::serve(store, config, shutdown_signal()))
+        .context("the server stopped")?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C (or SIGTERM on Unix), so a refresh in progress can finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, never complete: the process still dies on
+        // the signal's default action.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Server logs on stderr; `RUST_LOG` adjusts them (default: info for our crates).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,am_http=info,am_sql=info"));
+    // Fails only if a subscriber is already set, which then keeps logging.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
