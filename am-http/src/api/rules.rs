@@ -1,0 +1,310 @@
+//! `/api/rules`: the seed's rule endpoints, plus delete, preview and plan.
+
+use std::collections::HashMap;
+
+use am_core::plan::Reuse;
+use am_core::plan_display::reuse_kind_name;
+use am_core::rule::RuleId;
+use am_core::schedule::Schedule;
+use am_sql::runs::RunTrigger;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery, PageQuery, RuleBody};
+use crate::repo::{self, Explained, RuleRecord};
+use crate::scheduler::SchedulerError;
+use crate::state::AppState;
+use crate::views::{
+    Created, Message, PlanNodeView, PlanView, PreviewView, ReuseView, RulePage, RuleRef, RuleView,
+    TriggerAccepted,
+};
+
+/// Names of rules by id, for references in views.
+pub(crate) fn names(rules: &[RuleRecord]) -> HashMap<RuleId, String> {
+    rules
+        .iter()
+        .map(|r| (r.id, r.spec.rule_name.clone()))
+        .collect()
+}
+
+pub(crate) fn name_of(names: &HashMap<RuleId, String>, id: RuleId) -> String {
+    names
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| format!("rule #{id}"))
+}
+
+pub(crate) fn reuse_view(reuse: &Reuse, names: &HashMap<RuleId, String>) -> ReuseView {
+    ReuseView {
+        kind: reuse_kind_name(reuse.kind).to_string(),
+        parents: reuse
+            .parents
+            .iter()
+            .map(|&id| RuleRef {
+                id,
+                rule_name: name_of(names, id),
+            })
+            .collect(),
+        reason: reuse.reason.clone(),
+    }
+}
+
+/// Everything a rule's view needs beyond the rule, read once per request.
+struct Context {
+    names: HashMap<RuleId, String>,
+    reuses: HashMap<RuleId, Reuse>,
+    now: DateTime<Utc>,
+}
+
+fn rule_view(
+    store: &am_sql::Store,
+    record: RuleRecord,
+    ctx: &Context,
+) -> Result<RuleView, ApiError> {
+    let conn = store.connection()?;
+    let last_run = am_sql::runs::last_run(&conn, record.id)?.map(Into::into);
+    let segment_id = am_sql::catalog::segment_for_rule(&conn, record.id)?.map(|s| s.id);
+    // Stored schedules were validated on write; one that no longer parses shows no times.
+    let schedule = record
+        .spec
+        .schedule
+        .as_deref()
+        .and_then(|s| Schedule::parse(s).ok());
+    let spec = record.spec;
+    Ok(RuleView {
+        id: record.id,
+        rule_name: spec.rule_name,
+        description: spec.description,
+        conditions: spec.conditions,
+        schedule: spec.schedule,
+        start_date: spec.start_date,
+        end_date: spec.end_date,
+        depends_on: spec.depends_on,
+        operation: spec.operation,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        schedule_description: schedule.as_ref().map(Schedule::describe),
+        next_run_at: schedule.as_ref().and_then(|s| s.next_after(ctx.now)),
+        last_run,
+        segment_id,
+        reuses: ctx
+            .reuses
+            .get(&record.id)
+            .map(|r| vec![reuse_view(r, &ctx.names)])
+            .unwrap_or_default(),
+    })
+}
+
+fn context(store: &am_sql::Store, now: DateTime<Utc>) -> Result<Context, ApiError> {
+    let all = repo::all_rules(store)?;
+    // Reuse is an optimisation: if planning fails the views still answer, without it.
+    let reuses = repo::reuses(store).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not plan rules for reuse information");
+        HashMap::new()
+    });
+    Ok(Context {
+        names: names(&all),
+        reuses,
+        now,
+    })
+}
+
+/// List rules, a page at a time.
+#[utoipa::path(get, path = "/api/rules", tag = "rules", params(PageQuery),
+    responses((status = 200, body = RulePage), (status = 400, body = ErrorBody)))]
+pub async fn list_rules(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<RulePage>, ApiError> {
+    let page = query.validate()?;
+    let now = state.scheduler.clock().now();
+    let view = state
+        .blocking(move |store| {
+            let rules = repo::list_rules(store, page.page, page.per_page)?;
+            let ctx = context(store, now)?;
+            let items = rules
+                .items
+                .into_iter()
+                .map(|r| rule_view(store, r, &ctx))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RulePage {
+                items,
+                total: rules.total,
+                page: rules.page,
+                pages: rules.pages,
+            })
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Create a rule.
+#[utoipa::path(post, path = "/api/rules", tag = "rules",
+    request_body(content = Object, description = "a rule (contract section 2)"),
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_rule(
+    State(state): State<AppState>,
+    RuleBody(spec): RuleBody,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let id = state
+        .blocking(move |store| Ok(repo::create_rule(store, &spec)?))
+        .await?;
+    state.scheduler.rules_changed();
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            message: "Rule created successfully".into(),
+            rule_id: id,
+        }),
+    ))
+}
+
+/// One rule, with its schedule in words, next run, last run and reuses.
+#[utoipa::path(get, path = "/api/rules/{id}", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 200, body = RuleView), (status = 404, body = ErrorBody)))]
+pub async fn get_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RuleId>,
+) -> Result<Json<RuleView>, ApiError> {
+    let now = state.scheduler.clock().now();
+    let view = state
+        .blocking(move |store| {
+            let record = repo::rule(store, id)?;
+            let ctx = context(store, now)?;
+            rule_view(store, record, &ctx)
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Replace a rule.
+#[utoipa::path(put, path = "/api/rules/{id}", tag = "rules", params(("id" = i64, Path)),
+    request_body(content = Object, description = "a rule (contract section 2)"),
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RuleId>,
+    RuleBody(spec): RuleBody,
+) -> Result<Json<Message>, ApiError> {
+    state
+        .blocking(move |store| Ok(repo::update_rule(store, id, &spec)?))
+        .await?;
+    state.scheduler.rules_changed();
+    Ok(Json(Message {
+        message: "Rule updated successfully".into(),
+    }))
+}
+
+/// Delete a rule; 409 while other rules depend on it.
+#[utoipa::path(delete, path = "/api/rules/{id}", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 200, body = Message), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RuleId>,
+) -> Result<Json<Message>, ApiError> {
+    state
+        .blocking(move |store| Ok(repo::delete_rule(store, id)?))
+        .await?;
+    state.scheduler.rules_changed();
+    Ok(Json(Message {
+        message: "Rule deleted successfully".into(),
+    }))
+}
+
+/// Queue a refresh of a rule (and whatever it is built from that is stale). Answers at once
+/// with the run's id; a trigger while the rule has a run queued or running joins that run.
+#[utoipa::path(post, path = "/api/rules/{id}/trigger", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 202, body = TriggerAccepted), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn trigger_rule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RuleId>,
+) -> Result<(StatusCode, Json<TriggerAccepted>), ApiError> {
+    let triggered = state
+        .scheduler
+        .trigger(id, RunTrigger::Api)
+        .await
+        .map_err(|e| match e {
+            SchedulerError::ShuttingDown => ApiError::unavailable(e.to_string()),
+            SchedulerError::Store(e) => ApiError::from(e),
+            other => ApiError::internal(other),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TriggerAccepted {
+            message: "Rule trigger has been scheduled".into(),
+            run_id: triggered.run_id,
+        }),
+    ))
+}
+
+pub(crate) fn plan_view(explained: &Explained, names: &HashMap<RuleId, String>) -> PlanView {
+    let plan = &explained.plan;
+    PlanView {
+        text: plan.to_string(),
+        dot: plan.to_dot(),
+        nodes: plan
+            .nodes
+            .iter()
+            .map(|n| PlanNodeView {
+                rule_id: n.rule_id,
+                rule_name: n.rule_name.clone(),
+                upstream: n.upstream.clone(),
+                reuse: n.reuse.as_ref().map(|r| reuse_view(r, names)),
+                sql: explained.sql.get(&n.rule_id).cloned().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// Validate a rule and say how many users it would select now, with its plan, without
+/// saving it.
+#[utoipa::path(post, path = "/api/rules/preview", tag = "rules",
+    request_body(content = Object, description = "a rule (contract section 2)"),
+    responses((status = 200, body = PreviewView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn preview_rule(
+    State(state): State<AppState>,
+    RuleBody(spec): RuleBody,
+) -> Result<Json<PreviewView>, ApiError> {
+    let as_of = state.scheduler.clock().now().naive_utc();
+    let view = state
+        .blocking(move |store| {
+            let rule_name = spec.rule_name.clone();
+            let previewed = repo::preview(store, &spec, as_of)?;
+            let mut names = names(&repo::all_rules(store)?);
+            names.insert(previewed.target, rule_name);
+            Ok(PreviewView {
+                audience_size: previewed.audience_size,
+                plan: plan_view(&previewed.explained, &names),
+                reuses: previewed
+                    .reuse
+                    .iter()
+                    .map(|r| reuse_view(r, &names))
+                    .collect(),
+                sql: previewed.sql,
+            })
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Explain a rule: its plan with everything upstream, the reuse found and the SQL per node.
+#[utoipa::path(get, path = "/api/rules/{id}/plan", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 200, body = PlanView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rule_plan(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<RuleId>,
+) -> Result<Json<PlanView>, ApiError> {
+    let view = state
+        .blocking(move |store| {
+            let explained = repo::explain(store, id)?;
+            let names = names(&repo::all_rules(store)?);
+            Ok(plan_view(&explained, &names))
+        })
+        .await?;
+    Ok(Json(view))
+}
