@@ -45,7 +45,7 @@ export function lineageGraph(lineage, currentSegmentId) {
     const a = nodes.get(e.from), b = nodes.get(e.to);
     const x1 = a.px + W / 2, y1 = a.py + H, x2 = b.px + W / 2, y2 = b.py - 3;
     const my = (y1 + y2) / 2;
-    const label = e.kind === 'reuse' ? 'reuse' : (e.operation || '').toLowerCase();
+    const label = e.kind === 'reuse' ? `reuse${e.operation ? ` · ${e.operation}` : ''}` : (e.operation || '').toLowerCase();
     return h('g', { class: 'edge-g' },
       h('path', { class: `edge ${e.kind === 'reuse' ? 'reuse' : 'dep'}`, d: `M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2}`,
         'marker-end': `url(#arrow-${e.kind === 'reuse' ? 'reuse' : 'dep'})` },

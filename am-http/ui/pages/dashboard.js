@@ -1,6 +1,6 @@
 // Dashboard: summary metrics, recently refreshed segments, failed runs that need attention.
 
-import { get, qs } from '../api.js';
+import { get, qs, all } from '../api.js';
 import { h, clear, loading, empty, errorBox, num, money, when, parseTime, change } from '../dom.js';
 
 export async function render(view, { signal }) {
@@ -18,7 +18,7 @@ export async function render(view, { signal }) {
   await Promise.all([
     section(metrics, () => loadMetrics(signal)),
     section(recent, () => loadRecent(signal)),
-    section(failed, () => loadFailed(signal)),
+    section(failed, () => loadFailed()),
   ]);
 }
 
@@ -65,14 +65,13 @@ async function loadRecent(signal) {
 }
 
 // A failed run needs attention while it is its rule's latest run.
-async function loadFailed(signal) {
-  const r = await get('/runs' + qs({ limit: 200 }), { signal });
-  const latest = new Map();
-  for (const run of r.items) if (!latest.has(run.rule_id)) latest.set(run.rule_id, run);
-  const items = [...latest.values()].filter((run) => run.status === 'failed');
-  if (!items.length) return empty('No failed runs. Every rule\'s latest run went through.');
-  return h('ul.plain', items.map((run) => h('li',
-    h('span', h('a', { href: `/rules/edit/${run.rule_id}` }, run.rule_name || `Rule ${run.rule_id}`),
-      h('div.field-error', run.error || 'failed')),
-    h('span.muted.small-text', 'run ', run.id, ' · ', when(run.finished_at || run.started_at || run.queued_at)))));
+async function loadFailed() {
+  const rules = await all('/rules');
+  const failed = rules.filter((r) => r.last_run?.status === 'failed');
+  if (!failed.length) return empty('No failed runs. Every rule\'s latest run went through.');
+  return h('ul.plain', failed.map((r) => h('li',
+    h('span', h('a', { href: `/rules/edit/${r.id}` }, r.rule_name),
+      h('div.field-error', r.last_run.error || 'failed')),
+    h('span.muted.small-text', 'run ', r.last_run.id, ' · ',
+      when(r.last_run.finished_at || r.last_run.started_at || r.last_run.queued_at)))));
 }
