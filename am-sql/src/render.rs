@@ -248,7 +248,20 @@ impl AggregateLayout {
         // When every scope filters, rows no filter keeps cannot change any aggregate.
         let prune =
             (!any_unfiltered).then(|| any_of(filters.iter().map(|f| (*f).clone()).collect()));
-        let scan = scan_statement(table.source, &table.window, prune.as_ref(), as_of);
+        let mut scan_columns = BTreeSet::new();
+        for (scope, _, cols) in &table.scopes {
+            scan_columns.extend(cols.iter().filter_map(|c| scan_column(*c)));
+            if let Some(f) = &scope.filter {
+                filter_columns(f, &mut scan_columns);
+            }
+        }
+        let scan = scan_statement(
+            table.source,
+            &table.window,
+            prune.as_ref(),
+            &scan_columns,
+            as_of,
+        );
         select
             .from_subquery(scan, SCAN)
             .group_by_col((SCAN, USER_ID));
@@ -444,7 +457,14 @@ pub fn scope_aggregates(
     for col in cols {
         q.expr_as(aggregate_column(*col, None), col.name());
     }
-    let scan = scan_statement(scope.source, &scope.window, scope.filter.as_deref(), as_of);
+    let columns = cols.iter().filter_map(|c| scan_column(*c)).collect();
+    let scan = scan_statement(
+        scope.source,
+        &scope.window,
+        scope.filter.as_deref(),
+        &columns,
+        as_of,
+    );
     q.from_subquery(scan, SCAN).group_by_col((SCAN, USER_ID));
     q
 }
@@ -487,6 +507,7 @@ fn scan_statement(
     source: Source,
     window: &Window,
     filter: Option<&Expr>,
+    columns: &BTreeSet<&'static str>,
     as_of: Timestamp,
 ) -> SelectStatement {
     let branch = |table: Source| {
@@ -496,12 +517,26 @@ fn scan_statement(
             CREDIT_CARD
         };
         let mut q = Query::select();
-        q.column(USER_ID)
-            .expr_as(cents_of(SqlExpr::col("amount")), "cents")
-            .column("category");
-        q.expr_as(tx_column(Field::Merchant, table), "merchant");
-        q.expr_as(tx_column(Field::Description, table), "description");
-        q.column("transaction_date").from(name);
+        q.column(USER_ID);
+        // Only the columns the aggregates and guards read, so an index covering
+        // (user_id, transaction_date, amount) can answer the scan alone.
+        for &col in columns {
+            match col {
+                "cents" => {
+                    q.expr_as(cents_of(SqlExpr::col("amount")), "cents");
+                }
+                "merchant" => {
+                    q.expr_as(tx_column(Field::Merchant, table), "merchant");
+                }
+                "description" => {
+                    q.expr_as(tx_column(Field::Description, table), "description");
+                }
+                other => {
+                    q.column(other);
+                }
+            }
+        }
+        q.from(name);
         for c in window_conditions(window, as_of) {
             q.and_where(c);
         }
@@ -517,6 +552,37 @@ fn scan_statement(
             let mut q = branch(Source::CreditCard);
             q.union(UnionType::All, branch(Source::Upi));
             q
+        }
+    }
+}
+
+/// The scan columns (`cents` for the amount) an aggregate column reads.
+fn scan_column(col: AggColumn) -> Option<&'static str> {
+    match col {
+        AggColumn::TotalCents
+        | AggColumn::AmountCount
+        | AggColumn::MinCents
+        | AggColumn::MaxCents => Some("cents"),
+        AggColumn::FirstDate | AggColumn::LastDate => Some("transaction_date"),
+        AggColumn::DistinctCategories => Some("category"),
+        AggColumn::TxCount => None,
+    }
+}
+
+/// The scan columns a transaction filter reads, when it is evaluated on the scan.
+fn filter_columns(e: &Expr, out: &mut BTreeSet<&'static str>) {
+    match e {
+        Expr::True | Expr::False | Expr::Pred(Pred::Profile { .. } | Pred::Aggregate { .. }) => {}
+        Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| filter_columns(x, out)),
+        Expr::Not(x) => filter_columns(x, out),
+        Expr::Pred(Pred::Tx { field, .. }) => {
+            out.insert(match field {
+                Field::Amount => "cents",
+                Field::Merchant => "merchant",
+                Field::Description => "description",
+                Field::TransactionDate => "transaction_date",
+                _ => "category",
+            });
         }
     }
 }
