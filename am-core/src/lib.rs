@@ -9,6 +9,7 @@ pub mod error;
 pub mod evaluate;
 pub mod expr;
 pub mod field;
+pub mod normalize;
 pub mod plan;
 pub mod plan_display;
 pub mod rule;
