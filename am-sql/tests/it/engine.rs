@@ -464,3 +464,149 @@ fn explicit_dependencies_combine_and_conditions_narrow() {
     );
     assert_eq!(n6.status, NodeStatus::Succeeded);
 }
+
+/// The catalog row of a rule, every column as text, for byte-for-byte comparison.
+fn catalog_row(conn: &Connection, rule_id: RuleId) -> Vec<Option<String>> {
+    let mut stmt = conn
+        .prepare("SELECT * FROM segment_catalog WHERE rule_id = ?1")
+        .unwrap();
+    let n = stmt.column_count();
+    stmt.query_row([rule_id], |r| {
+        (0..n)
+            .map(|i| {
+                r.get_ref(i).map(|v| match v {
+                    rusqlite::types::ValueRef::Null => None,
+                    rusqlite::types::ValueRef::Integer(i) => Some(format!("i{i}")),
+                    rusqlite::types::ValueRef::Real(f) => Some(format!("r{f}")),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
+    let mut db = money_db();
+    let spender = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Gt, Value::Money(0)),
+    );
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
+    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    let before_members = members(&db.conn, 1);
+    let before_row = catalog_row(&db.conn, 1);
+    assert_eq!(before_members, ids(&[1, 2, 3]));
+
+    // New data changes the members; then the swap fails after the next table is built, the
+    // old one dropped and the new one renamed, when the catalog row is written.
+    db.conn
+        .execute_batch(
+            "INSERT INTO credit_card_transactions (user_id, amount, category, transaction_date)
+               VALUES (4, 5.00, 'Food', '2025-06-02 00:00:00');
+             CREATE TRIGGER fail_catalog BEFORE UPDATE ON segment_catalog
+             BEGIN SELECT RAISE(ABORT, 'forced failure for the test'); END;",
+        )
+        .unwrap();
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    let node = report.node(1).unwrap();
+    assert_eq!(node.status, NodeStatus::Failed);
+    let error = node.error.clone().unwrap();
+    assert!(error.contains("forced failure for the test"), "{error}");
+
+    assert_eq!(members(&db.conn, 1), before_members);
+    assert_eq!(catalog_row(&db.conn, 1), before_row);
+    let next_left: i64 = db
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'segment_output_1__next'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(next_left, 0, "the next table is cleaned up");
+    let run = am_sql::runs::get_run(&db.conn, node.run_id.unwrap()).unwrap();
+    assert_eq!(run.status, am_sql::runs::RunStatus::Failed);
+    assert_eq!(run.error.as_deref(), Some(error.as_str()));
+
+    // Once the cause is gone the next refresh publishes the new members.
+    db.conn.execute_batch("DROP TRIGGER fail_catalog").unwrap();
+    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    assert_eq!(members(&db.conn, 1), ids(&[1, 2, 3, 4]));
+}
+
+#[test]
+fn a_failed_rule_skips_the_rules_built_from_it() {
+    let mut db = money_db();
+    let tier1 = profile(Field::CityTier, Test::Cmp(CmpOp::Eq, Value::Int(1)));
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(tier1), vec![], None));
+    case.add_direct(&db.conn, 2, checked(None, vec![1], None));
+    db.conn
+        .execute_batch(
+            "CREATE TRIGGER fail_catalog BEFORE INSERT ON segment_catalog WHEN NEW.rule_id = 1
+             BEGIN SELECT RAISE(ABORT, 'rule 1 cannot be written'); END;",
+        )
+        .unwrap();
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    assert_eq!(report.node(1).unwrap().status, NodeStatus::Failed);
+    let skipped = report.node(2).unwrap();
+    assert_eq!(skipped.status, NodeStatus::Skipped);
+    assert_eq!(skipped.error.as_deref(), Some("upstream rule #1 failed"));
+    let run = am_sql::runs::get_run(&db.conn, skipped.run_id.unwrap()).unwrap();
+    assert_eq!(run.error.as_deref(), Some("upstream rule #1 failed"));
+    let tables: i64 = db
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'segment_output_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[test]
+fn readers_never_see_an_empty_or_partial_segment() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut db = money_db();
+    let spender = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Gt, Value::Money(0)),
+    );
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
+    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let store = db.store.clone();
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let conn = store.connection().unwrap();
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let count: i64 = conn
+                    .query_row("SELECT count(*) FROM segment_output_1", [], |r| r.get(0))
+                    .unwrap();
+                seen.push(count);
+            }
+            seen
+        })
+    };
+    for _ in 0..30 {
+        assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    }
+    done.store(true, Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|&c| c == 3), "a reader saw {seen:?}");
+}
