@@ -491,3 +491,64 @@ proptest! {
         prop_assert!(checked.is_ok(), "{} -> {:?}", rule, checked);
     }
 }
+
+/// The error sample in docs/rule-language.md is what users get.
+#[test]
+fn documented_error_sample() {
+    let ps = problems(json!({"rule_name": "Spenders",
+        "conditions": [{"field": "total_spend", "operator": "contains", "value": "1000"},
+                       {"field": "tier", "operator": "=", "value": 1}],
+        "operation": "UNION"}));
+    let got: Vec<String> = ps.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+    assert_eq!(
+        got[0],
+        "operation: an operation needs dependencies, but depends_on is empty"
+    );
+    assert_eq!(
+        got[1],
+        "conditions[0].operator: operator \"contains\" does not apply to total_spend (money); allowed: =, !=, >, >=, <, <=, in, not_in, between, is_null, is_not_null"
+    );
+    assert!(got[2].starts_with("conditions[1].field: unknown field \"tier\"; allowed: profile fields user_id, name, email, city_tier, created_at; aggregates total_spend, "));
+    assert_eq!(got.len(), 3);
+}
+
+/// The field table in docs/rule-language.md lists every field of the catalog with its kind
+/// and type, in catalog order.
+#[test]
+fn documented_fields_match_the_catalog() {
+    use am_core::field::{FieldKind, ValueType};
+    let doc = include_str!("../../../docs/rule-language.md");
+    let section = doc
+        .split("## Fields")
+        .nth(1)
+        .and_then(|s| s.split("## Operators").next())
+        .expect("the doc has a Fields section");
+    let rows: Vec<(String, String, String)> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.trim_matches('`').to_string();
+            Field::parse(&name)?;
+            Some((name, cells.get(2)?.to_string(), cells.get(3)?.to_string()))
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = Field::ALL
+        .iter()
+        .map(|f| {
+            let kind = match f.kind() {
+                FieldKind::Profile => "profile",
+                FieldKind::Aggregate => "aggregate",
+                FieldKind::Transaction => "transaction",
+            };
+            let ty = match f.value_type() {
+                ValueType::Integer => "integer",
+                ValueType::Money => "money",
+                ValueType::Text => "text",
+                ValueType::Timestamp => "timestamp",
+            };
+            (f.name().to_string(), kind.to_string(), ty.to_string())
+        })
+        .collect();
+    assert_eq!(rows, expected);
+}
