@@ -1,6 +1,7 @@
 //! One module per command; each takes the global [`Context`] and its own arguments.
 
 pub mod data;
+pub mod explain;
 pub mod init;
 pub mod rules;
 pub mod segments;

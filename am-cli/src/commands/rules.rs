@@ -1,23 +1,356 @@
 //! `am rules`: add, list, show, edit, delete, explain and validate rules.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use am_core::error::ValidationErrors;
-use am_core::rule::{CheckedRule, RuleSpec};
+use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 use am_core::validate;
+use am_sql::Store;
+use am_sql::catalog::{self, Segment};
+use am_sql::rules::StoredRule;
 use anyhow::Context as _;
 use serde_json::Value as Json;
 
 use super::{Context, read_input};
 use crate::cli::RulesCommand;
 use crate::exit::Invalid;
-use crate::output;
+use crate::output::{self, Plain};
 
 pub fn run(ctx: &Context, cmd: RulesCommand) -> anyhow::Result<()> {
     match cmd {
         RulesCommand::Validate { file } => validate_file(ctx, &file),
-        _ => anyhow::bail!("not wired yet"),
+        RulesCommand::Add { file } => add(ctx, &file),
+        RulesCommand::List => list(ctx),
+        RulesCommand::Show { rule } => show(ctx, &rule),
+        RulesCommand::Edit { rule, file } => edit(ctx, &rule, file.as_deref()),
+        RulesCommand::Delete { rule } => delete(ctx, &rule),
+        RulesCommand::Explain { rule, dot } => super::explain::run(ctx, &rule, dot),
     }
+}
+
+/// Finds a rule by id (`7`, `#7`) or name, with a message that says what was asked.
+pub fn resolve(store: &Store, key: &str) -> anyhow::Result<StoredRule> {
+    store.resolve_rule(key).map_err(|e| match e {
+        am_sql::Error::NotFound { .. } => {
+            anyhow::anyhow!("no rule with id or name {key:?} (see `am rules list`)")
+        }
+        other => anyhow::Error::new(other).context(format!("cannot read rule {key:?}")),
+    })
+}
+
+/// Rule files may name dependencies by rule name as well as by id (`"depends_on": ["Big
+/// spenders"]`): names are replaced by the ids of existing rules before the rule is saved.
+/// Returns whether anything was replaced.
+pub fn resolve_dependency_names(store: &Store, value: &mut Json) -> anyhow::Result<bool> {
+    let Some(deps) = value.get_mut("depends_on").and_then(Json::as_array_mut) else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    for dep in deps.iter_mut() {
+        if let Json::String(name) = dep {
+            let rule =
+                resolve(store, name).with_context(|| format!("depends_on names rule {name:?}"))?;
+            *dep = Json::from(rule.id);
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Reads a rule file, resolving dependency names, and returns the JSON text to store: the
+/// file's own text when nothing was replaced, so the conditions are kept as written.
+fn rule_body(store: &Store, path: &Path) -> anyhow::Result<String> {
+    let text = read_input(path)?;
+    let mut value: Json = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", input_name(path)))?;
+    if resolve_dependency_names(store, &mut value)? {
+        serde_json::to_string(&value).context("cannot encode the rule")
+    } else {
+        Ok(text)
+    }
+}
+
+fn add(ctx: &Context, path: &Path) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let body = rule_body(&store, path)?;
+    let id = store
+        .create_rule_json(&body)
+        .with_context(|| format!("cannot add the rule in {}", input_name(path)))?;
+    let rule = store.rule(id).context("cannot read the new rule back")?;
+    if ctx.json {
+        return output::json(&serde_json::json!({"rule_id": id, "rule_name": rule.spec.rule_name}));
+    }
+    output::print(&format!(
+        "created rule #{id} {:?}; build its segment with `am run {id}`\n",
+        rule.spec.rule_name
+    ))
+}
+
+/// A rule for scripts: the rule as written plus bookkeeping and its segment, flat like the
+/// API's view.
+fn rule_json(rule: &StoredRule, segment: Option<&Segment>) -> Json {
+    serde_json::json!({
+        "id": rule.id,
+        "rule_name": rule.spec.rule_name,
+        "description": rule.spec.description,
+        "conditions": rule.spec.conditions,
+        "schedule": rule.spec.schedule,
+        "start_date": rule.spec.start_date,
+        "end_date": rule.spec.end_date,
+        "depends_on": rule.spec.depends_on,
+        "operation": rule.spec.operation,
+        "created_at": rule.created_at,
+        "updated_at": rule.updated_at,
+        "version": rule.version,
+        "segment": segment.map(|s| serde_json::json!({
+            "id": s.id,
+            "row_count": s.row_count,
+            "last_refreshed_at": s.last_refreshed_at,
+        })),
+    })
+}
+
+fn segments_by_rule(store: &Store) -> anyhow::Result<HashMap<RuleId, Segment>> {
+    let conn = store.connection().context("cannot open the database")?;
+    Ok(catalog::all_segments(&conn)
+        .context("cannot read the segment catalog")?
+        .into_iter()
+        .map(|s| (s.rule_id, s))
+        .collect())
+}
+
+/// How a rule is defined, in a few words: its operation over dependencies, or conditions.
+fn kind(spec: &RuleSpec) -> String {
+    if spec.depends_on.is_empty() {
+        return "conditions".into();
+    }
+    let op = spec
+        .operation
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .unwrap_or("INTERSECTION");
+    let deps = super::segments::ids(&spec.depends_on);
+    if spec.conditions.is_null() {
+        format!("{op} {deps}")
+    } else {
+        format!("{op} {deps} + conditions")
+    }
+}
+
+fn list(ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let rules = store.all_rules().context("cannot read the rules")?;
+    let segments = segments_by_rule(&store)?;
+    if ctx.json {
+        let items: Vec<Json> = rules
+            .iter()
+            .map(|r| rule_json(r, segments.get(&r.id)))
+            .collect();
+        return output::json(&items);
+    }
+    if rules.is_empty() {
+        return output::print(
+            "no rules yet: add one with `am rules add FILE.json` (or try `am demo`)\n",
+        );
+    }
+    let mut t = Plain::new(&[
+        "id",
+        "name",
+        "defined by",
+        "schedule",
+        "members",
+        "refreshed",
+    ])
+    .right(&[0, 4]);
+    for r in &rules {
+        let seg = segments.get(&r.id);
+        t.row([
+            r.id.to_string(),
+            r.spec.rule_name.clone(),
+            kind(&r.spec),
+            r.spec
+                .schedule
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "-".into()),
+            seg.map_or_else(|| "-".into(), |s| output::count(s.row_count)),
+            seg.map_or_else(
+                || "never".into(),
+                |s| s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+        ]);
+    }
+    output::print(&t.render())
+}
+
+fn show(ctx: &Context, key: &str) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let rule = resolve(&store, key)?;
+    let segments = segments_by_rule(&store)?;
+    let segment = segments.get(&rule.id);
+    if ctx.json {
+        return output::json(&rule_json(&rule, segment));
+    }
+    let spec = &rule.spec;
+    let dependants = store
+        .dependants_of(rule.id)
+        .context("cannot read the rules that use it")?;
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<13} {v}\n"));
+    field("rule", format!("#{} {}", rule.id, spec.rule_name));
+    if let Some(d) = spec.description.as_ref().filter(|d| !d.is_empty()) {
+        field("description", d.clone());
+    }
+    field("defined by", kind(spec));
+    match spec.schedule.as_deref().filter(|s| !s.is_empty()) {
+        Some(line) => match am_core::schedule::Schedule::parse(line) {
+            Ok(s) => {
+                let next = s
+                    .next_after(chrono::Utc::now())
+                    .map(|t| format!(", next at {} UTC", t.format("%Y-%m-%d %H:%M")))
+                    .unwrap_or_default();
+                let words = s.describe();
+                field(
+                    "schedule",
+                    format!("{line} ({}{next})", words.trim_end_matches('.')),
+                );
+            }
+            Err(e) => field("schedule", format!("{line} ({e})")),
+        },
+        None => field("schedule", "manual only".into()),
+    }
+    let open = |d: Option<&str>| {
+        d.filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| "(open)".into())
+    };
+    let window = match (&spec.start_date, &spec.end_date) {
+        (None, None) => "all time".to_string(),
+        (s, e) => format!("{} .. {}", open(s.as_deref()), open(e.as_deref())),
+    };
+    field("window", window);
+    field(
+        "segment",
+        match segment {
+            Some(s) => format!(
+                "{} members, refreshed {} UTC",
+                output::count(s.row_count),
+                s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S")
+            ),
+            None => format!("not built yet (`am run {}`)", rule.id),
+        },
+    );
+    if !dependants.is_empty() {
+        field(
+            "used by",
+            dependants
+                .iter()
+                .map(|(id, name)| format!("#{id} {name}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    field(
+        "version",
+        format!(
+            "{} (updated {} UTC)",
+            rule.version,
+            rule.updated_at.format("%Y-%m-%d %H:%M:%S")
+        ),
+    );
+    if !spec.conditions.is_null() {
+        out.push_str("conditions\n");
+        let pretty =
+            serde_json::to_string_pretty(&spec.conditions).context("cannot encode conditions")?;
+        for line in pretty.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    output::print(&out)
+}
+
+fn edit(ctx: &Context, key: &str, file: Option<&Path>) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let rule = resolve(&store, key)?;
+    let body = match file {
+        Some(path) => rule_body(&store, path)?,
+        None => {
+            let Some(edited) = edit_in_editor(&rule)? else {
+                return output::print("no change\n");
+            };
+            let mut value: Json =
+                serde_json::from_str(&edited).context("the edited rule is not valid JSON")?;
+            resolve_dependency_names(&store, &mut value)?;
+            serde_json::to_string(&value).context("cannot encode the rule")?
+        }
+    };
+    store
+        .update_rule_json(rule.id, &body)
+        .with_context(|| format!("cannot update rule #{}", rule.id))?;
+    if ctx.json {
+        return output::json(
+            &serde_json::json!({"rule_id": rule.id, "message": "Rule updated successfully"}),
+        );
+    }
+    output::print(&format!(
+        "updated rule #{}; its segment is stale until `am run {}`\n",
+        rule.id, rule.id
+    ))
+}
+
+/// Opens `$VISUAL` / `$EDITOR` (else `vi`) on the rule's JSON; `None` when nothing changed.
+/// Only on a terminal: a script would hang waiting for an editor it cannot see.
+fn edit_in_editor(rule: &StoredRule) -> anyhow::Result<Option<String>> {
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!(
+            "no FILE given and not on a terminal: pass a rule file, or - to read standard input"
+        );
+    }
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let original =
+        serde_json::to_string_pretty(&rule.spec).context("cannot encode the rule")? + "\n";
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("am-rule-{}-{}.json", rule.id, std::process::id()));
+    std::fs::write(&path, &original).with_context(|| format!("cannot write {}", path.display()))?;
+    // The editor setting may carry arguments (`code --wait`), so it goes through the shell.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .with_context(|| format!("cannot start the editor {editor:?}"));
+    let edited = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    let status = status?;
+    if !status.success() {
+        anyhow::bail!("the editor {editor:?} exited with {status}; rule not changed");
+    }
+    let edited = edited.context("cannot read the edited rule back")?;
+    Ok((edited.trim() != original.trim()).then_some(edited))
+}
+
+fn delete(ctx: &Context, key: &str) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let rule = resolve(&store, key)?;
+    store
+        .delete_rule(rule.id)
+        .with_context(|| format!("cannot delete rule #{}", rule.id))?;
+    if ctx.json {
+        return output::json(
+            &serde_json::json!({"rule_id": rule.id, "message": "Rule deleted successfully"}),
+        );
+    }
+    output::print(&format!(
+        "deleted rule #{} {:?} and its segment\n",
+        rule.id, rule.spec.rule_name
+    ))
 }
 
 /// The name to show for an input: the file, or `<stdin>`.
