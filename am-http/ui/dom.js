@@ -168,3 +168,9 @@ export function table(columns, rows, caption) {
       h('tbody', rows.map((r) => h('tr', columns.map((c) =>
         h(c.num ? 'td.num' : 'td', { 'data-label': c.label }, c.cell(r))))))));
 }
+
+// "2030-01-01 00:00 UTC" for an API timestamp.
+export function utc(s) {
+  const d = parseTime(s);
+  return d ? `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC` : String(s ?? '—');
+}

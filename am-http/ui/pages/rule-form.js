@@ -3,7 +3,7 @@
 // (audience size, plan, reuse) and the server's validation errors next to their inputs.
 
 import { get, post, put, all, qs } from '../api.js';
-import { h, clear, loading, errorBox, num, debounce, flash, uid } from '../dom.js';
+import { h, clear, loading, errorBox, num, debounce, flash, utc } from '../dom.js';
 import { Builder } from '../builder.js';
 
 const PRESETS = [
@@ -242,7 +242,7 @@ class RuleForm {
       err.textContent = '';
       this.schedule.removeAttribute('aria-invalid');
       clear(this.scheduleWords, h('strong', r.description),
-        r.next_runs?.length ? [' · next: ', r.next_runs.slice(0, 3).join(', ')] : null);
+        r.next_runs?.length ? [' · next: ', r.next_runs.slice(0, 3).map(utc).join(', ')] : null);
     } catch (e) {
       if (e.name === 'AbortError' || this.schedule.value.trim() !== s) return;
       clear(this.scheduleWords);
