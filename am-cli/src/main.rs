@@ -41,7 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => commands::init::run(&ctx),
         Command::Generate(args) => commands::data::generate(&ctx, &args),
         Command::Rules(cmd) => commands::rules::run(&ctx, cmd),
-        Command::Demo(_) | Command::Import(_) | Command::Run(_) => {
+        Command::Import(args) => commands::data::import(&ctx, &args),
+        Command::Demo(_) | Command::Run(_) => {
             anyhow::bail!("not wired yet")
         }
         Command::Segments(cmd) => commands::segments::run(&ctx, cmd),

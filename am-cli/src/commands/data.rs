@@ -4,8 +4,14 @@ use am_sql::Store;
 use am_sql::datagen::{self, GenerateOptions, GenerateReport};
 use anyhow::Context as _;
 
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use am_sql::import::{self, ImportOptions, ImportTable};
+
 use super::Context;
-use crate::cli::GenerateArgs;
+use crate::cli::{GenerateArgs, ImportArgs, TableArg};
 use crate::output;
 use crate::progress::Bars;
 
@@ -64,4 +70,80 @@ fn generate_json(r: &GenerateReport) -> serde_json::Value {
         "upi_transactions": r.upi_transactions,
         "elapsed_ms": r.elapsed.as_millis() as u64,
     })
+}
+
+pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
+    let table = match args.table {
+        TableArg::Users => ImportTable::Users,
+        TableArg::CreditCard => ImportTable::CreditCard,
+        TableArg::Upi => ImportTable::Upi,
+    };
+    let name = if args.file == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        args.file.display().to_string()
+    };
+    // Open the file before the database, so a typo does not create an empty database.
+    let reader: Box<dyn Read> = if args.file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(&args.file).with_context(|| format!("cannot read {name}"))?)
+    };
+    let store = open_for_data(ctx)?;
+    let mut conn = store.connection().context("cannot open the database")?;
+    let bars = Bars::new();
+    let options = ImportOptions {
+        skip_bad_rows: args.skip_bad_rows,
+    };
+    let report = match import::import_csv(&mut conn, table, BufReader::new(reader), options, &bars)
+    {
+        Ok(report) => report,
+        Err(am_sql::Error::Import(errors)) => {
+            drop(bars);
+            let mut err = std::io::stderr().lock();
+            for row in &errors.errors {
+                let _ = writeln!(err, "{name}:{}: {}", row.line, row.message);
+            }
+            let more = errors.total.saturating_sub(errors.errors.len() as u64);
+            if more > 0 {
+                let _ = writeln!(
+                    err,
+                    "{name}: and {} more",
+                    output::plural(more as i64, "bad row")
+                );
+            }
+            anyhow::bail!(
+                "{name}: {}, nothing imported (--skip-bad-rows imports the good ones)",
+                output::plural(errors.total as i64, "bad row")
+            );
+        }
+        Err(other) => {
+            return Err(anyhow::Error::new(other).context(format!("cannot import {name}")));
+        }
+    };
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "table": table.table_name(),
+            "imported": report.imported,
+            "skipped": report.skipped,
+            "errors": report.errors,
+        }));
+    }
+    let mut out = String::new();
+    for row in &report.errors {
+        out.push_str(&format!("skipped {name}:{}: {}\n", row.line, row.message));
+    }
+    out.push_str(&format!(
+        "imported {} into {}",
+        output::plural(report.imported as i64, "row"),
+        table.table_name()
+    ));
+    if report.skipped > 0 {
+        out.push_str(&format!(
+            ", skipped {}",
+            output::plural(report.skipped as i64, "bad row")
+        ));
+    }
+    out.push('\n');
+    output::print(&out)
 }

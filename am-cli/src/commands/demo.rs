@@ -1,0 +1,207 @@
+//! `am demo`: the one-command tour. Generates a realistic dataset, creates example rules
+//! that show off the condition language, refreshes them and prints the segments.
+//!
+//! The demo writes to the `--db` database. It replaces data only in a new or empty database
+//! or one a previous demo made (every rule is one of the demo's); a database holding anything
+//! else is left alone.
+
+use std::time::Instant;
+
+use am_sql::Store;
+use am_sql::datagen::GenerateOptions;
+use am_sql::refresh::{RefreshRequest, RefreshTargets};
+use am_sql::runs::RunTrigger;
+use anyhow::Context as _;
+use serde_json::Value as Json;
+
+use super::Context;
+use crate::cli::DemoArgs;
+use crate::output;
+
+/// The example rules; `depends_on` names rules created before them.
+const RULES: &str = include_str!("../../demo/rules.json");
+
+/// The example rules as JSON values, in creation order.
+pub fn demo_rules() -> anyhow::Result<Vec<Json>> {
+    serde_json::from_str(RULES).context("the built-in demo rules are malformed")
+}
+
+fn rule_names(rules: &[Json]) -> Vec<&str> {
+    rules
+        .iter()
+        .filter_map(|r| r.get("rule_name").and_then(Json::as_str))
+        .collect()
+}
+
+pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let rules = demo_rules()?;
+    let store = Store::open(&ctx.db)
+        .with_context(|| format!("cannot open database {}", ctx.db.display()))?;
+    let replace = clear_previous_demo(ctx, &store, &rules)?;
+    let say = |line: String| -> anyhow::Result<()> {
+        if ctx.json {
+            Ok(())
+        } else {
+            output::print(&format!("{line}\n"))
+        }
+    };
+
+    say(format!(
+        "Generating {} and {} into {} ...",
+        output::plural(args.users as i64, "user"),
+        output::plural(args.transactions as i64, "transaction"),
+        ctx.db.display()
+    ))?;
+    let options = GenerateOptions {
+        users: args.users,
+        transactions: args.transactions,
+        seed: args.seed,
+        end: chrono::Utc::now().date_naive(),
+        days: 365,
+        replace,
+    };
+    let generated = super::data::run_generate(&store, &options)?;
+    say(format!("  {}", super::data::generate_summary(&generated)))?;
+
+    say(format!("Creating {} example rules ...", rules.len()))?;
+    let mut created = Vec::with_capacity(rules.len());
+    for rule in &rules {
+        let mut rule = rule.clone();
+        super::rules::resolve_dependency_names(&store, &mut rule)?;
+        let name = rule
+            .get("rule_name")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let body = serde_json::to_string(&rule).context("cannot encode a demo rule")?;
+        let id = store
+            .create_rule_json(&body)
+            .with_context(|| format!("cannot create the demo rule {name:?}"))?;
+        created.push((id, name));
+    }
+
+    say("Refreshing every segment ...".into())?;
+    let report = super::run::refresh(
+        &store,
+        RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli),
+    )?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "database": ctx.db,
+            "generated": {
+                "users": generated.users,
+                "credit_card_transactions": generated.credit_card_transactions,
+                "upi_transactions": generated.upi_transactions,
+            },
+            "rules": created.iter().map(|(id, name)| serde_json::json!({"id": id, "rule_name": name})).collect::<Vec<_>>(),
+            "refresh": report,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        }));
+    }
+    output::print(&format!("\n{}", super::run::report_text(&report)))?;
+    let reused = report
+        .nodes
+        .iter()
+        .filter(|n| !n.reused_from.is_empty())
+        .count();
+    let db_flag = if ctx.db == std::path::Path::new("audience.db") {
+        String::new()
+    } else {
+        format!(" --db {}", ctx.db.display())
+    };
+    output::print(&format!(
+        "\n{} of {} were answered from other segments by the DependencyFinder (REUSED FROM).\n\
+         Demo finished in {}.\n\n\
+         Next:\n  \
+           am{db_flag} serve                        then open http://127.0.0.1:8080\n  \
+           am{db_flag} rules explain \"Tier 1 big spenders\"   how a rule is computed, with its SQL\n  \
+           am{db_flag} segments sample \"UPI only\"            a few members\n",
+        reused,
+        output::plural(report.nodes.len() as i64, "segment"),
+        output::duration(started.elapsed()),
+    ))?;
+    if !report.succeeded() {
+        anyhow::bail!("some demo segments did not refresh");
+    }
+    Ok(())
+}
+
+/// Decides whether the demo may write here: `Ok(false)` for an empty database, `Ok(true)`
+/// (after deleting the old demo rules) for a previous demo's, an error for anything else.
+fn clear_previous_demo(ctx: &Context, store: &Store, demo: &[Json]) -> anyhow::Result<bool> {
+    let names = rule_names(demo);
+    let existing = store.all_rules().context("cannot read the rules")?;
+    let conn = store.connection().context("cannot open the database")?;
+    let users: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .context("cannot read the users table")?;
+    if existing.is_empty() && users == 0 {
+        return Ok(false);
+    }
+    let all_demo = !existing.is_empty()
+        && existing
+            .iter()
+            .all(|r| names.contains(&r.spec.rule_name.as_str()));
+    if !all_demo {
+        anyhow::bail!(
+            "{} already holds other data ({}, {}); run the demo in its own database: am --db demo.db demo",
+            ctx.db.display(),
+            output::plural(existing.len() as i64, "rule"),
+            output::plural(users, "user")
+        );
+    }
+    // Dependants have larger ids than what they depend on, so newest first never trips the
+    // "still used by" check.
+    for rule in existing.iter().rev() {
+        store
+            .delete_rule(rule.id)
+            .with_context(|| format!("cannot delete the old demo rule #{}", rule.id))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_rules_are_valid_and_show_off_the_language() {
+        let rules = demo_rules().expect("demo rules parse");
+        let names = rule_names(&rules);
+        assert_eq!(names.len(), rules.len(), "every demo rule has a name");
+        for rule in &rules {
+            // Names in depends_on become ids at creation; check the rest here.
+            let mut rule = rule.clone();
+            let deps = rule
+                .get("depends_on")
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for dep in &deps {
+                let dep = dep.as_str().expect("demo dependencies are names");
+                let at = names.iter().position(|n| *n == dep).expect("known name");
+                let me = names
+                    .iter()
+                    .position(|n| Some(*n) == rule.get("rule_name").and_then(Json::as_str))
+                    .expect("own name");
+                assert!(at < me, "{dep} is created before its dependant");
+            }
+            if let Some(d) = rule.get_mut("depends_on") {
+                *d = Json::from((1..=deps.len() as i64).collect::<Vec<_>>());
+            }
+            if let Err(e) = super::super::rules::check(&rule) {
+                panic!("{:?} is invalid: {e}", rule.get("rule_name"));
+            }
+        }
+        let ops: Vec<&str> = rules
+            .iter()
+            .filter_map(|r| r.get("operation").and_then(Json::as_str))
+            .collect();
+        for op in ["INTERSECTION", "UNION", "DIFFERENCE"] {
+            assert!(ops.contains(&op), "the demo uses {op}");
+        }
+        assert!(RULES.contains("\"last_days\": 30"));
+        assert!(RULES.contains("\"source\": \"upi\""));
+    }
+}
