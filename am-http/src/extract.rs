@@ -35,21 +35,26 @@ fn is_json(parts: &Request) -> bool {
         .unwrap_or(false)
 }
 
+/// The body of a JSON request, within the size limit.
+async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    if !is_json(&req) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let limit = state.config.body_limit;
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {rejection}"))
+        }
+    })
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        if !is_json(&req) {
-            return Err(ApiError::unsupported_media_type());
-        }
-        let limit = state.config.body_limit;
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(limit)
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {rejection}"))
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         let value = serde_json::from_slice::<T>(&bytes).map_err(|e| {
             if e.is_data() {
                 ApiError::invalid(format!("the body has the wrong shape: {e}"), Vec::new())
@@ -62,17 +67,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 }
 
 /// A rule body: parsed from JSON by the core's validator so every wrong type is reported
-/// with its path (`conditions[0].value`), not only the first serde stops at.
+/// with its path (`conditions[0].value`), not only the first serde stops at. The text is
+/// kept so the store can save the conditions exactly as written.
 #[derive(Debug)]
-pub struct RuleBody(pub RuleSpec);
+pub struct RuleBody {
+    pub spec: RuleSpec,
+    pub text: String,
+}
 
 impl FromRequest<AppState> for RuleBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ApiJson(value) = ApiJson::<serde_json::Value>::from_request(req, state).await?;
+        let bytes = json_bytes(req, state).await?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
         let spec = am_core::validate::parse_rule(&value)?;
-        Ok(RuleBody(spec))
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+        Ok(RuleBody { spec, text })
     }
 }
 

@@ -8,18 +8,12 @@ use am_core::rule::{RuleId, RuleSpec};
 use am_sql::Store;
 use am_sql::catalog::Page;
 use am_sql::runs::RunId;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 
 pub type Result<T> = std::result::Result<T, am_sql::Error>;
 
 /// A stored rule.
-#[derive(Debug, Clone)]
-pub struct RuleRecord {
-    pub id: RuleId,
-    pub spec: RuleSpec,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub type RuleRecord = am_sql::rules::StoredRule;
 
 /// A rule's plan with the SQL of every node.
 #[derive(Debug, Clone)]
@@ -43,28 +37,16 @@ fn unavailable<T>() -> Result<T> {
     Err(am_sql::Error::Refused("not available in this build".into()))
 }
 
-pub fn list_rules(_store: &Store, _page: u32, _per_page: u32) -> Result<Page<RuleRecord>> {
-    unavailable()
+pub fn list_rules(store: &Store, page: u32, per_page: u32) -> Result<Page<RuleRecord>> {
+    store.list_rules(page, per_page)
 }
 
-pub fn all_rules(_store: &Store) -> Result<Vec<RuleRecord>> {
-    unavailable()
+pub fn all_rules(store: &Store) -> Result<Vec<RuleRecord>> {
+    store.all_rules()
 }
 
-pub fn rule(_store: &Store, _id: RuleId) -> Result<RuleRecord> {
-    unavailable()
-}
-
-pub fn create_rule(_store: &Store, _spec: &RuleSpec) -> Result<RuleId> {
-    unavailable()
-}
-
-pub fn update_rule(_store: &Store, _id: RuleId, _spec: &RuleSpec) -> Result<()> {
-    unavailable()
-}
-
-pub fn delete_rule(_store: &Store, _id: RuleId) -> Result<()> {
-    unavailable()
+pub fn rule(store: &Store, id: RuleId) -> Result<RuleRecord> {
+    store.rule(id)
 }
 
 /// The reuse the planner finds for each rule, over all current rules.

@@ -485,8 +485,10 @@ mod tests {
                 depends_on: deps,
                 ..Default::default()
             },
+            conditions_text: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            version: 1,
         };
         // 1 <- 3 <- 2, and 4 on its own; 5 is not due.
         let rules = vec![

@@ -148,10 +148,10 @@ pub async fn list_rules(
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_rule(
     State(state): State<AppState>,
-    RuleBody(spec): RuleBody,
+    body: RuleBody,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let id = state
-        .blocking(move |store| Ok(repo::create_rule(store, &spec)?))
+        .blocking(move |store| Ok(store.create_rule_json(&body.text)?))
         .await?;
     state.scheduler.rules_changed();
     Ok((
@@ -189,10 +189,10 @@ pub async fn get_rule(
 pub async fn update_rule(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<RuleId>,
-    RuleBody(spec): RuleBody,
+    body: RuleBody,
 ) -> Result<Json<Message>, ApiError> {
     state
-        .blocking(move |store| Ok(repo::update_rule(store, id, &spec)?))
+        .blocking(move |store| Ok(store.update_rule_json(id, &body.text)?))
         .await?;
     state.scheduler.rules_changed();
     Ok(Json(Message {
@@ -208,7 +208,7 @@ pub async fn delete_rule(
     ApiPath(id): ApiPath<RuleId>,
 ) -> Result<Json<Message>, ApiError> {
     state
-        .blocking(move |store| Ok(repo::delete_rule(store, id)?))
+        .blocking(move |store| Ok(store.delete_rule(id)?))
         .await?;
     state.scheduler.rules_changed();
     Ok(Json(Message {
@@ -268,7 +268,7 @@ pub(crate) fn plan_view(explained: &Explained, names: &HashMap<RuleId, String>) 
     responses((status = 200, body = PreviewView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn preview_rule(
     State(state): State<AppState>,
-    RuleBody(spec): RuleBody,
+    RuleBody { spec, .. }: RuleBody,
 ) -> Result<Json<PreviewView>, ApiError> {
     let as_of = state.scheduler.clock().now().naive_utc();
     let view = state

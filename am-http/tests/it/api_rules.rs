@@ -1,0 +1,295 @@
+//! Rules: the seed's shapes, validation with paths, conflicts, cycles, injection strings.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TestServer, assert_error, rule};
+
+#[tokio::test]
+async fn rule_crud_keeps_the_seed_shapes() {
+    let s = TestServer::start().await;
+    let (status, created) = s.post_json("/api/rules", &rule("High value")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["message"], "Rule created successfully");
+    let id = created["rule_id"].as_i64().expect("rule_id");
+
+    let (status, got) = s.get_json(&format!("/api/rules/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["id"], id);
+    assert_eq!(got["rule_name"], "High value");
+    assert_eq!(got["conditions"][0]["field"], "total_spend");
+    assert_eq!(got["schedule"], "0 0 * * *");
+    assert!(
+        got["schedule_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{got}"
+    );
+    assert!(got["next_run_at"].is_string(), "{got}");
+    assert!(got["last_run"].is_null());
+    assert!(got["segment_id"].is_null());
+    assert_eq!(got["reuses"], json!([]));
+
+    let mut changed = rule("High value v2");
+    changed["schedule"] = json!(null);
+    let (status, updated) = s
+        .send_json(Method::PUT, &format!("/api/rules/{id}"), &changed)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated, json!({"message": "Rule updated successfully"}));
+    let (_, got) = s.get_json(&format!("/api/rules/{id}")).await;
+    assert_eq!(got["rule_name"], "High value v2");
+    assert!(got["schedule_description"].is_null());
+    assert!(got["next_run_at"].is_null());
+
+    let (status, deleted) = s
+        .send_json(Method::DELETE, &format!("/api/rules/{id}"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["message"], "Rule deleted successfully");
+    let (status, body) = s.get_json(&format!("/api/rules/{id}")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rule_list_paginates_and_validates_its_parameters() {
+    let s = TestServer::start().await;
+    for i in 0..5 {
+        s.create_rule(&rule(&format!("rule {i}"))).await;
+    }
+    let (status, page) = s.get_json("/api/rules?page=2&per_page=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["page"], 2);
+    assert_eq!(page["pages"], 3);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["items"][0]["rule_name"], "rule 2");
+
+    let (_, default) = s.get_json("/api/rules").await;
+    assert_eq!(default["page"], 1);
+    assert_eq!(default["items"].as_array().map(Vec::len), Some(5));
+
+    for bad in [
+        "page=0",
+        "page=-1",
+        "per_page=0",
+        "per_page=101",
+        "per_page=abc",
+        "page=1.5",
+    ] {
+        let (status, body) = s.get_json(&format!("/api/rules?{bad}")).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, body) = s.get_json("/api/segments?per_page=1000").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_rules_are_422_with_paths() {
+    let s = TestServer::start().await;
+    let mut bad = rule("bad");
+    bad["conditions"] = json!([
+        {"field": "total_spend", "operator": ">", "value": "lots"},
+        {"field": "no_such_field", "operator": "=", "value": 1}
+    ]);
+    let (status, body) = s.post_json("/api/rules", &bad).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    let paths: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("conditions[0]")),
+        "{body}"
+    );
+    assert!(
+        paths.iter().any(|p| p.starts_with("conditions[1]")),
+        "{body}"
+    );
+
+    // Wrong JSON types at the top level also name their path.
+    let (status, body) = s
+        .post_json("/api/rules", &json!({"rule_name": 5, "depends_on": "x"}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    let text = body["error"]["details"].to_string();
+    assert!(text.contains("rule_name"), "{body}");
+    assert!(text.contains("depends_on"), "{body}");
+
+    let mut cron = rule("bad cron");
+    cron["schedule"] = json!("61 * * * *");
+    let (status, body) = s.post_json("/api/rules", &cron).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    assert!(
+        body["error"]["details"].to_string().contains("schedule"),
+        "{body}"
+    );
+
+    let (status, body) = s.get_json("/api/rules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["total"], 0, "nothing invalid was stored");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_names_conflict_and_dependants_block_delete() {
+    let s = TestServer::start().await;
+    let a = s.create_rule(&rule("A")).await;
+    let (status, body) = s.post_json("/api/rules", &rule("A")).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+
+    let mut b = rule("B");
+    b["depends_on"] = json!([a]);
+    b["operation"] = json!("INTERSECTION");
+    let b_id = s.create_rule(&b).await;
+    let (status, body) = s
+        .send_json(Method::DELETE, &format!("/api/rules/{a}"), &json!({}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+
+    // A cycle: A depends on B, which depends on A.
+    let mut a_cycle = rule("A");
+    a_cycle["depends_on"] = json!([b_id]);
+    let (status, body) = s
+        .send_json(Method::PUT, &format!("/api/rules/{a}"), &a_cycle)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cycle"),
+        "{body}"
+    );
+
+    let mut unknown = rule("C");
+    unknown["depends_on"] = json!([999_999]);
+    let (status, body) = s.post_json("/api/rules", &unknown).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn injection_strings_are_stored_and_matched_literally() {
+    let s = TestServer::start().await;
+    let evil_name = "x'); DROP TABLE users; --";
+    let evil_value = "Robert'); DROP TABLE users;--\"";
+    {
+        let conn = s.store.connection().expect("connection");
+        conn.execute(
+            "INSERT INTO users (user_id, name, email, city_tier, created_at) VALUES (?1, ?2, ?3, 1, '2025-01-01 00:00:00')",
+            (9_000_001_i64, evil_value, "bobby@example.com"),
+        )
+        .expect("insert user");
+    }
+    let body = json!({
+        "rule_name": evil_name,
+        "conditions": [{"field": "name", "operator": "=", "value": evil_value}],
+    });
+    let id = s.create_rule(&body).await;
+    let (_, got) = s.get_json(&format!("/api/rules/{id}")).await;
+    assert_eq!(got["rule_name"], evil_name);
+    assert_eq!(got["conditions"][0]["value"], evil_value);
+
+    let segment = s.built(id).await;
+    let (_, sample) = s
+        .get_json(&format!("/api/segments/{segment}/sample_data"))
+        .await;
+    assert_eq!(
+        sample["data"],
+        json!([[9_000_001, evil_value, "bobby@example.com"]])
+    );
+    let (status, summary) = s.get_json("/api/analytics/summary").await;
+    assert_eq!(status, StatusCode::OK, "the users table is still there");
+    assert_eq!(summary["total_users"], 301);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn preview_and_plan_explain_without_saving() {
+    let s = TestServer::start().await;
+    let (status, preview) = s.post_json("/api/rules/preview", &rule("Preview me")).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(
+        preview["audience_size"].as_i64().is_some_and(|n| n >= 0),
+        "{preview}"
+    );
+    assert!(
+        preview["sql"]
+            .as_str()
+            .is_some_and(|q| q.contains("SELECT")),
+        "{preview}"
+    );
+    assert!(preview["plan"]["nodes"].is_array(), "{preview}");
+    let (_, rules) = s.get_json("/api/rules").await;
+    assert_eq!(rules["total"], 0, "preview saves nothing");
+
+    let (status, body) = s
+        .post_json(
+            "/api/rules/preview",
+            &json!({"rule_name": "x", "conditions": [{"field": "nope"}]}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+
+    let base = s.create_rule(&rule("Big spenders")).await;
+    let mut child = rule("Big tier-1 spenders");
+    child["depends_on"] = json!([base]);
+    child["conditions"] = json!([{"field": "city_tier", "operator": "=", "value": 1}]);
+    let child = s.create_rule(&child).await;
+    let (status, plan) = s.get_json(&format!("/api/rules/{child}/plan")).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let nodes = plan["nodes"].as_array().expect("nodes");
+    let ids: Vec<i64> = nodes.iter().filter_map(|n| n["rule_id"].as_i64()).collect();
+    assert_eq!(ids, vec![base, child], "upstream first");
+    assert_eq!(nodes[1]["upstream"], json!([base]));
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["sql"].as_str().is_some_and(|q| q.contains("SELECT"))),
+        "{plan}"
+    );
+    assert!(
+        plan["dot"].as_str().is_some_and(|d| d.contains("digraph")),
+        "{plan}"
+    );
+    assert!(plan["text"].as_str().is_some_and(|t| !t.is_empty()));
+
+    let (status, body) = s.get_json("/api/rules/424242/plan").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    s.stop().await;
+}

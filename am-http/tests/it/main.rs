@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP server over a real socket with a real HTTP client, and of
+//! the scheduler with an injected clock.
+
+mod api_errors;
+mod api_rules;
+mod api_segments;
+mod auth_and_ui;
+mod concurrency;
+mod scheduler;
+mod support;

@@ -1,0 +1,204 @@
+//! A server on 127.0.0.1:0 over a temporary database with generated data.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use am_http::{Clock, ServerConfig};
+use am_sql::Store;
+use am_sql::datagen::{GenerateOptions, generate};
+use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A clock tests move by hand.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Arc<ManualClock> {
+        Arc::new(ManualClock(Mutex::new(at)))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// A temporary database with `users` users and `transactions` transactions.
+pub fn store_with_data(users: u64, transactions: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("test.db")).expect("open store");
+    let mut conn = store.connection().expect("connection");
+    let end = NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
+    generate(
+        &mut conn,
+        &GenerateOptions::new(users, transactions, end),
+        &am_sql::NoProgress,
+    )
+    .expect("generate data");
+    (dir, store)
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub client: Client,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), am_http::ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}, 300, 3000).await
+    }
+
+    pub async fn start_with(
+        configure: impl FnOnce(&mut ServerConfig),
+        users: u64,
+        transactions: u64,
+    ) -> TestServer {
+        let (dir, store) = store_with_data(users, transactions);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = ServerConfig {
+            addr,
+            ..ServerConfig::default()
+        };
+        configure(&mut config);
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(am_http::serve_on(
+            listener,
+            store.clone(),
+            config,
+            Arc::new(am_http::SystemClock),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            base: format!("http://{addr}"),
+            client: Client::new(),
+            store,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self.get(path).await;
+        let status = resp.status();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// Creates a rule and returns its id.
+    pub async fn create_rule(&self, body: &Value) -> i64 {
+        let (status, json) = self.post_json("/api/rules", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json["rule_id"].as_i64().expect("rule_id")
+    }
+
+    /// Triggers a rule and returns the run id.
+    pub async fn trigger(&self, rule_id: i64) -> i64 {
+        let (status, json) = self
+            .post_json(&format!("/api/rules/{rule_id}/trigger"), &json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+        json["run_id"].as_i64().expect("run_id")
+    }
+
+    /// Polls a run until it finishes; returns it. Gives up after a minute.
+    pub async fn wait_run(&self, run_id: i64) -> Value {
+        for _ in 0..3000 {
+            let (status, run) = self.get_json(&format!("/api/runs/{run_id}")).await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            if run["status"] == "succeeded" || run["status"] == "failed" {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("run {run_id} did not finish within a minute");
+    }
+
+    /// A rule that refreshes, waits for it, and returns its segment id.
+    pub async fn built(&self, rule_id: i64) -> i64 {
+        let run = self.wait_run(self.trigger(rule_id).await).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let (_, rule) = self.get_json(&format!("/api/rules/{rule_id}")).await;
+        rule["segment_id"]
+            .as_i64()
+            .expect("segment_id after a refresh")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+/// A valid rule body.
+pub fn rule(name: &str) -> Value {
+    json!({
+        "rule_name": name,
+        "description": "test rule",
+        "conditions": [{"field": "total_spend", "operator": ">", "value": 1000}],
+        "schedule": "0 0 * * *",
+        "depends_on": [],
+        "operation": null
+    })
+}
+
+/// Asserts the error body shape and returns it.
+pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
