@@ -1,4 +1,18 @@
-//! CSV import into the data tables.
+//! CSV import into the data tables (`users`, `credit_card_transactions`, `upi_transactions`).
+//!
+//! Every row is validated before anything is kept: a file with bad rows imports nothing and
+//! reports each bad row with its line number (the header is line 1) and reason, unless the
+//! caller asks to skip bad rows, in which case the good rows are imported and the bad ones
+//! counted. The whole file goes in one transaction.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, params};
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// One bad row of a CSV file: its line as the user sees it (the header is line 1) and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -36,4 +50,456 @@ fn describe(e: &ImportErrors) -> String {
         out.push_str(&format!("; and {} more", e.total - shown));
     }
     out
+}
+
+/// Which table a file goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImportTable {
+    Users,
+    CreditCard,
+    Upi,
+}
+
+impl ImportTable {
+    /// The table's name in the database.
+    pub fn table_name(self) -> &'static str {
+        match self {
+            ImportTable::Users => "users",
+            ImportTable::CreditCard => "credit_card_transactions",
+            ImportTable::Upi => "upi_transactions",
+        }
+    }
+
+    /// The columns a file must have (in any order), named as in the contract.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            ImportTable::Users => &["user_id", "name", "email", "city_tier", "created_at"],
+            ImportTable::CreditCard => &[
+                "transaction_id",
+                "user_id",
+                "amount",
+                "merchant",
+                "category",
+                "transaction_date",
+            ],
+            ImportTable::Upi => &[
+                "transaction_id",
+                "user_id",
+                "amount",
+                "description",
+                "category",
+                "transaction_date",
+            ],
+        }
+    }
+
+    /// From a table name (`users`, `credit_card_transactions`, `upi_transactions`) or a
+    /// short name (`credit_card`, `upi`).
+    pub fn parse(s: &str) -> Option<ImportTable> {
+        match s {
+            "users" => Some(ImportTable::Users),
+            "credit_card_transactions" | "credit_card" => Some(ImportTable::CreditCard),
+            "upi_transactions" | "upi" => Some(ImportTable::Upi),
+            _ => None,
+        }
+    }
+}
+
+/// How to import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportOptions {
+    /// Import the good rows of a file that has bad ones (reporting them) instead of nothing.
+    pub skip_bad_rows: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    /// Bad rows left out (only with `skip_bad_rows`).
+    pub skipped: u64,
+    /// The first bad rows with their reasons (at most [`MAX_REPORTED`]).
+    pub errors: Vec<RowError>,
+}
+
+/// A validated value ready to bind.
+type Cell = rusqlite::types::Value;
+
+/// Imports a CSV file (with a header line) into a data table; see the module docs.
+pub fn import_csv(
+    conn: &mut Connection,
+    table: ImportTable,
+    reader: impl Read,
+    options: ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::Headers)
+        .from_reader(EndWithNewline {
+            inner: reader,
+            last: b'\n',
+            done: false,
+        });
+    let header = read_header(&mut csv, table)?;
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // One data-version bump for the file instead of one per row; the triggers come back
+    // before commit, so other writers never see them missing.
+    let triggers = db::data_table_objects(&tx, "trigger")?;
+    db::drop_objects(&tx, "trigger", &triggers)?;
+
+    let mut bad = BadRows::default();
+    let mut imported = 0u64;
+    {
+        let columns = table.columns();
+        let placeholders = (1..=columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut insert = tx.prepare(&format!(
+            "INSERT INTO {} ({}) VALUES ({placeholders})",
+            table.table_name(),
+            columns.join(", ")
+        ))?;
+        let key = columns[0];
+        let mut key_exists = tx.prepare(&format!(
+            "SELECT 1 FROM {} WHERE {key} = ?1",
+            table.table_name()
+        ))?;
+        let mut user_exists = tx.prepare("SELECT 1 FROM users WHERE user_id = ?1")?;
+        let mut seen_keys: HashSet<i64> = HashSet::new();
+
+        progress.begin(&format!("importing {}", table.table_name()), None);
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = csv.position().line();
+            match csv.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Utf8 { pos, .. } => {
+                        let line = pos.as_ref().map_or(line, |p| p.line());
+                        bad.push(line, "the row is not valid UTF-8 text".into());
+                        continue;
+                    }
+                    _ => return Err(Error::from(e)),
+                },
+            }
+            // csv reports where reading began, before any blank lines it skipped, so the
+            // first line is found back from the end: every record ends with a newline
+            // (`EndWithNewline`), and quoted fields may hold more.
+            let inner: u64 = record
+                .iter()
+                .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
+                .sum();
+            let line = csv.position().line().saturating_sub(1 + inner).max(line);
+            if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+                continue; // a line of spaces
+            }
+            let (cells, mut problems) = check_row(table, &header, &record);
+            if let Some(Cell::Integer(id)) = cells.first() {
+                let id = *id;
+                if !seen_keys.insert(id) {
+                    problems.push(format!(
+                        "duplicate {key} {id} (already earlier in the file)"
+                    ));
+                } else if exists(&mut key_exists, id)? {
+                    problems.push(format!(
+                        "{key} {id} already exists in {}",
+                        table.table_name()
+                    ));
+                }
+            }
+            if table != ImportTable::Users
+                && let Some(Cell::Integer(user)) = cells.get(1)
+                && !exists(&mut user_exists, *user)?
+            {
+                problems.push(format!("user_id {user} does not exist in users"));
+            }
+            let checked = if problems.is_empty() {
+                Ok(cells)
+            } else {
+                Err(problems)
+            };
+            match checked {
+                Ok(cells) => {
+                    // After the first bad row of an all-or-nothing import nothing will be
+                    // kept, so only validation goes on.
+                    if options.skip_bad_rows || bad.total == 0 {
+                        insert.execute(rusqlite::params_from_iter(cells.iter()))?;
+                        imported += 1;
+                        if imported % 10_000 == 0 {
+                            progress.advance(10_000);
+                        }
+                    }
+                }
+                Err(problems) => bad.push(line, problems.join("; ")),
+            }
+        }
+        progress.advance(imported % 10_000);
+    }
+
+    if bad.total > 0 && !options.skip_bad_rows {
+        progress.finish("nothing imported");
+        // Dropping the transaction rolls back every insert and the trigger drop.
+        return Err(Error::Import(ImportErrors {
+            table: table.table_name(),
+            errors: bad.rows,
+            total: bad.total,
+        }));
+    }
+    db::create_objects(&tx, &triggers)?;
+    if imported > 0 {
+        db::bump_data_version(&tx)?;
+    }
+    tx.commit()?;
+    progress.finish(&format!("{imported} rows imported"));
+    Ok(ImportReport {
+        imported,
+        skipped: bad.total,
+        errors: bad.rows,
+    })
+}
+
+/// Adds a final newline to input that lacks one, so every record ends with a terminator
+/// (which line numbering relies on).
+struct EndWithNewline<R> {
+    inner: R,
+    last: u8,
+    done: bool,
+}
+
+impl<R: Read> Read for EndWithNewline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last = buf[n - 1];
+            return Ok(n);
+        }
+        self.done = true;
+        if self.last == b'\n' {
+            return Ok(0);
+        }
+        buf[0] = b'\n';
+        Ok(1)
+    }
+}
+
+#[derive(Default)]
+struct BadRows {
+    rows: Vec<RowError>,
+    total: u64,
+}
+
+impl BadRows {
+    fn push(&mut self, line: u64, message: String) {
+        self.total += 1;
+        if self.rows.len() < MAX_REPORTED {
+            self.rows.push(RowError { line, message });
+        }
+    }
+}
+
+fn exists(stmt: &mut Statement<'_>, id: i64) -> Result<bool> {
+    Ok(stmt
+        .query_row(params![id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Maps each of the table's columns to its position in the file, or reports what is
+/// missing, unknown or repeated (as line 1).
+fn read_header<R: Read>(csv: &mut csv::Reader<R>, table: ImportTable) -> Result<Vec<usize>> {
+    let header_error = |message: String| {
+        Error::Import(ImportErrors {
+            table: table.table_name(),
+            errors: vec![RowError { line: 1, message }],
+            total: 1,
+        })
+    };
+    let names = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => match e.kind() {
+            csv::ErrorKind::Utf8 { .. } => {
+                return Err(header_error("the header is not valid UTF-8 text".into()));
+            }
+            _ => return Err(Error::from(e)),
+        },
+    };
+    let expected = table.columns();
+    if names.is_empty() || (names.len() == 1 && names.get(0) == Some("")) {
+        return Err(header_error(format!(
+            "the file is empty; expected a header with the columns {}",
+            expected.join(", ")
+        )));
+    }
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    let unknown: Vec<&str> = names.iter().filter(|n| !expected.contains(n)).collect();
+    let repeated: Vec<&str> = names.iter().filter(|n| !seen.insert(*n)).collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|c| !names.iter().any(|n| n == *c))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing column(s) {}", missing.join(", ")));
+    }
+    if !unknown.is_empty() {
+        problems.push(format!("unknown column(s) {}", unknown.join(", ")));
+    }
+    if !repeated.is_empty() {
+        problems.push(format!("repeated column(s) {}", repeated.join(", ")));
+    }
+    if !problems.is_empty() {
+        return Err(header_error(format!(
+            "{}; the {} file's columns are {}",
+            problems.join("; "),
+            table.table_name(),
+            expected.join(", ")
+        )));
+    }
+    Ok(expected
+        .iter()
+        .map(|c| names.iter().position(|n| n == *c).unwrap_or_default())
+        .collect())
+}
+
+/// Validates one row: its values in the table's column order (null where a value is bad)
+/// and every problem found.
+fn check_row(
+    table: ImportTable,
+    header: &[usize],
+    record: &csv::StringRecord,
+) -> (Vec<Cell>, Vec<String>) {
+    if record.len() != header.len() {
+        let found = format!("expected {} fields, found {}", header.len(), record.len());
+        return (Vec::new(), vec![found]);
+    }
+    let mut problems = Vec::new();
+    let mut cells = Vec::with_capacity(header.len());
+    for (column, &at) in table.columns().iter().zip(header) {
+        let raw = record.get(at).unwrap_or_default().trim();
+        let cell = match (*column, raw.is_empty()) {
+            ("user_id" | "transaction_id", true) => Err(format!("{column} is required")),
+            ("amount", true) => Err("amount is required".to_string()),
+            ("transaction_date", true) => Err("transaction_date is required".to_string()),
+            (_, true) => Ok(Cell::Null),
+            ("user_id" | "transaction_id" | "city_tier", false) => raw
+                .parse::<i64>()
+                .map(Cell::Integer)
+                .map_err(|_| format!("{column} {raw:?} is not an integer")),
+            ("amount", false) => parse_amount(raw)
+                .map(|cents| Cell::Real(cents as f64 / 100.0))
+                .ok_or_else(|| {
+                    format!("amount {raw:?} is not a number with at most 2 decimal places")
+                }),
+            ("created_at" | "transaction_date", false) => normalise_time(raw)
+                .map(Cell::Text)
+                .ok_or_else(|| format!("{column} {raw:?} is not a time like 2025-01-31 13:45:00")),
+            ("email", false) if !raw.contains('@') => {
+                Err(format!("email {raw:?} is not an email address"))
+            }
+            (_, false) => Ok(Cell::Text(raw.to_owned())),
+        };
+        match cell {
+            Ok(c) => cells.push(c),
+            Err(p) => {
+                problems.push(p);
+                cells.push(Cell::Null);
+            }
+        }
+    }
+    (cells, problems)
+}
+
+/// Parses a decimal amount with at most two decimal places into cents.
+fn parse_amount(raw: &str) -> Option<i64> {
+    let (negative, digits) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw.strip_prefix('+').unwrap_or(raw)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || (whole.is_empty() && digits.ends_with('.'))
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i64 = match fraction.len() {
+        0 => 0,
+        1 => fraction.parse::<i64>().ok()? * 10,
+        _ => fraction.parse().ok()?,
+    };
+    let cents = whole.checked_mul(100)?.checked_add(fraction)?;
+    Some(if negative { -cents } else { cents })
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, or ISO 8601 `YYYY-MM-DDTHH:MM:SS` with an optional `Z`, as
+/// `YYYY-MM-DD HH:MM:SS`.
+fn normalise_time(raw: &str) -> Option<String> {
+    let fmt = am_core::expr::TIMESTAMP_FORMAT;
+    let iso = raw.strip_suffix('Z').unwrap_or(raw);
+    chrono::NaiveDateTime::parse_from_str(raw, fmt)
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(iso, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+        .map(|t| t.format(fmt).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_have_at_most_two_decimals() {
+        assert_eq!(parse_amount("12.5"), Some(1250));
+        assert_eq!(parse_amount("999.70"), Some(99_970));
+        assert_eq!(parse_amount("7"), Some(700));
+        assert_eq!(parse_amount("0.05"), Some(5));
+        assert_eq!(parse_amount(".5"), Some(50));
+        assert_eq!(parse_amount("-3.10"), Some(-310));
+        for bad in [
+            "1.234",
+            "abc",
+            "1e3",
+            "",
+            ".",
+            "1.2.3",
+            "--1",
+            "12,5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_amount(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_are_normalised() {
+        assert_eq!(
+            normalise_time("2025-01-31 13:45:00").as_deref(),
+            Some("2025-01-31 13:45:00")
+        );
+        assert_eq!(
+            normalise_time("2025-01-31T13:45:00Z").as_deref(),
+            Some("2025-01-31 13:45:00")
+        );
+        assert_eq!(
+            normalise_time("2025-01-31T13:45:00").as_deref(),
+            Some("2025-01-31 13:45:00")
+        );
+        assert_eq!(normalise_time("2025-02-30 00:00:00"), None);
+        assert_eq!(normalise_time("31/01/2025"), None);
+    }
 }
