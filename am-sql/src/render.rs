@@ -420,8 +420,9 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
             (Some((i, prefix)), Aggregates::Shared(layout)) => {
                 let alias = format!("a{i}");
                 if joined_tables.insert(i) {
+                    let absent = |s: &Scope| layout.locate(s).is_some_and(|(j, _)| j == i);
                     q.join_as(
-                        sea_query::JoinType::LeftJoin,
+                        join_type(e, &absent, ctx.as_of),
                         Alias::new(layout.tables[i].name.clone()),
                         Alias::new(alias.clone()),
                         SqlExpr::col((Alias::new(alias.clone()), USER_ID)).equals((USERS, USER_ID)),
@@ -431,8 +432,9 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
             }
             _ => {
                 let alias = format!("x{k}");
+                let absent = |s: &Scope| s == scope;
                 q.join_subquery(
-                    sea_query::JoinType::LeftJoin,
+                    join_type(e, &absent, ctx.as_of),
                     scope_aggregates(scope, cols, ctx.as_of),
                     Alias::new(alias.clone()),
                     SqlExpr::col((Alias::new(alias.clone()), USER_ID)).equals((USERS, USER_ID)),
@@ -444,6 +446,61 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
     let cond = user_condition(e, &located, ctx.as_of);
     q.and_where(cond);
     q
+}
+
+/// `INNER JOIN` when a user without a row in the joined aggregates cannot satisfy the
+/// condition (`total_spend > 1000`), so SQLite may drive the query from the aggregates;
+/// `LEFT JOIN` otherwise (`total_spend < 100` holds for users with no transactions).
+fn join_type(e: &Expr, absent: &dyn Fn(&Scope) -> bool, as_of: Timestamp) -> sea_query::JoinType {
+    if when_absent(e, absent, as_of) == Some(false) {
+        sea_query::JoinType::InnerJoin
+    } else {
+        sea_query::JoinType::LeftJoin
+    }
+}
+
+/// The condition's value for a user with no transactions in the `absent` scopes, if known
+/// without the user's other values (three-valued: `None` is unknown). Aggregates over absent
+/// scopes take the evaluator's own values for a user without transactions.
+fn when_absent(e: &Expr, absent: &dyn Fn(&Scope) -> bool, as_of: Timestamp) -> Option<bool> {
+    match e {
+        Expr::True => Some(true),
+        Expr::False => Some(false),
+        Expr::All(xs) => {
+            let vs: Vec<Option<bool>> = xs.iter().map(|x| when_absent(x, absent, as_of)).collect();
+            if vs.contains(&Some(false)) {
+                Some(false)
+            } else if vs.iter().all(|v| *v == Some(true)) {
+                Some(true)
+            } else {
+                None
+            }
+        }
+        Expr::Any(xs) => {
+            let vs: Vec<Option<bool>> = xs.iter().map(|x| when_absent(x, absent, as_of)).collect();
+            if vs.contains(&Some(true)) {
+                Some(true)
+            } else if vs.iter().all(|v| *v == Some(false)) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Expr::Not(x) => when_absent(x, absent, as_of).map(|v| !v),
+        Expr::Pred(Pred::Aggregate { scope, .. }) if absent(scope) => {
+            let nobody = am_core::evaluate::User {
+                user_id: 0,
+                name: None,
+                email: None,
+                city_tier: None,
+                created_at: None,
+            };
+            let empty = am_core::evaluate::Dataset::default();
+            Some(am_core::evaluate::matches(e, &nobody, &empty, as_of))
+        }
+        Expr::Pred(Pred::Tx { .. }) => Some(false),
+        Expr::Pred(_) => None,
+    }
 }
 
 /// `SELECT t.user_id, <aggregates> FROM <scope's transactions> AS t GROUP BY t.user_id`.
