@@ -3,8 +3,9 @@
 //!
 //! The same options always give the same rows (ChaCha8 seeded from `seed`, one stream for
 //! users and one for transactions). Rows are streamed with prepared statements in large
-//! transactions; the data tables' indexes and data-version triggers are dropped for the load
-//! and put back afterwards (one index build and one version bump instead of one per row).
+//! transactions. Transactions are written user by user, each user's in time order, so the
+//! `(user_id, transaction_date, amount)` indexes only grow at their right edge; the
+//! data-version triggers are dropped for the load and put back afterwards with one bump.
 
 use std::time::{Duration, Instant};
 
@@ -272,18 +273,16 @@ pub fn generate(
     }
 
     let triggers = db::data_table_objects(conn, "trigger")?;
-    let indexes = db::data_table_objects(conn, "index")?;
     {
         let tx = conn.transaction()?;
         db::drop_objects(&tx, "trigger", &triggers)?;
-        db::drop_objects(&tx, "index", &indexes)?;
         tx.commit()?;
     }
     // A bigger page cache for the load and the index build (per connection, reset below).
     conn.execute_batch("PRAGMA cache_size = -262144; PRAGMA threads = 2")?;
     let loaded = load(conn, options, progress);
     // Put the schema back whatever happened, then report the first failure.
-    let restored = restore(conn, &indexes, &triggers, progress);
+    let restored = restore(conn, &triggers);
     conn.execute_batch("PRAGMA cache_size = -2000; PRAGMA threads = 0")?;
     let mut report = loaded?;
     restored?;
@@ -291,19 +290,11 @@ pub fn generate(
     Ok(report)
 }
 
-fn restore(
-    conn: &mut Connection,
-    indexes: &[(String, String)],
-    triggers: &[(String, String)],
-    progress: &dyn Progress,
-) -> Result<()> {
-    progress.begin("building indexes", None);
+fn restore(conn: &mut Connection, triggers: &[(String, String)]) -> Result<()> {
     let tx = conn.transaction()?;
-    db::create_objects(&tx, indexes)?;
     db::create_objects(&tx, triggers)?;
     db::bump_data_version(&tx)?;
     tx.commit()?;
-    progress.finish("indexes built");
     Ok(())
 }
 
@@ -397,25 +388,40 @@ fn load(
     progress.finish("users generated");
     let users_without_transactions = options.users - active.len() as u64;
 
-    // Heavy users are the first of a shuffled list, so activity does not follow user id.
+    // How many transactions each user makes. Heavy users are the first of a shuffled list
+    // (so activity does not follow user id); squaring a uniform draw gives a heavy head: the
+    // first 1% of active users make about 10% of all transactions.
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     rng.set_stream(2);
     for i in (1..active.len()).rev() {
         let j = rng.random_range(0..=i);
         active.swap(i, j);
     }
+    let mut per_user = vec![0u32; options.users as usize];
+    if !active.is_empty() {
+        for _ in 0..options.transactions {
+            let u: f64 = rng.random();
+            let pick = (((u * u) * active.len() as f64) as usize).min(active.len() - 1);
+            per_user[(active[pick] - 1) as usize] += 1;
+        }
+    }
+    drop(active);
 
+    // Transactions go in user by user, each user's in time order, so the
+    // (user_id, transaction_date, amount) indexes grow at their right edge instead of
+    // taking random inserts.
     let total_weight: u32 = CATEGORIES.iter().map(|c| c.weight).sum();
     let mu: Vec<f64> = CATEGORIES.iter().map(|c| c.median.ln()).collect();
-    let span = (days * 86_400) as u128;
-    let n = u128::from(options.transactions.max(1));
+    let span = days * 86_400;
     let (mut card_id, mut upi_id) = (0i64, 0i64);
     let mut when = TimeText::default();
+    let mut times: Vec<i64> = Vec::new();
     progress.begin("transactions", Some(options.transactions));
-    let mut next_tx = 0u64;
-    while next_tx < options.transactions && !active.is_empty() {
-        let last = (next_tx + BATCH).min(options.transactions);
+    let mut user = 0usize;
+    let mut written = 0u64;
+    while user < per_user.len() {
         let tx = conn.transaction()?;
+        let batch_start = written;
         {
             let mut card = tx.prepare_cached(
                 "INSERT INTO credit_card_transactions
@@ -427,68 +433,57 @@ fn load(
                      (transaction_id, user_id, amount, description, category, transaction_date)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for i in next_tx..last {
-                // Times rise with i (ids follow time, as in a real ledger), jittered within
-                // each transaction's slice of the span.
-                let slice_start = u128::from(i) * span / n;
-                let slice_end = (u128::from(i) + 1) * span / n;
-                let offset = slice_start
-                    + if slice_end > slice_start {
-                        rng.random_range(0..slice_end - slice_start)
+            while user < per_user.len() && written - batch_start < BATCH {
+                let user_id = user as i64 + 1;
+                times.clear();
+                times.extend((0..per_user[user]).map(|_| start_secs + rng.random_range(0..span)));
+                times.sort_unstable();
+                user += 1;
+                for &at in &times {
+                    let mut w = rng.random_range(0..total_weight);
+                    let mut c = 0;
+                    while w >= CATEGORIES[c].weight {
+                        w -= CATEGORIES[c].weight;
+                        c += 1;
+                    }
+                    let category = &CATEGORIES[c];
+                    // Log-normal amount via Box-Muller, rounded to the cent.
+                    let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+                    let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                    let cents = ((mu[c] + category.sigma * z).exp() * 100.0).round() as i64;
+                    let amount = cents.clamp(100, 50_000_000) as f64 / 100.0;
+                    let date = when.format(at, &dates);
+                    if rng.random_range(0..10) < 6 {
+                        card_id += 1;
+                        let merchant =
+                            category.merchants[rng.random_range(0..category.merchants.len())];
+                        card.execute(params![
+                            card_id,
+                            user_id,
+                            amount,
+                            merchant,
+                            category.name,
+                            date
+                        ])?;
                     } else {
-                        0
-                    };
-                let at = start_secs + offset as i64;
-                // Squaring a uniform draw gives a heavy head: the first 1% of active users
-                // make about 10% of all transactions.
-                let u: f64 = rng.random();
-                let pick = ((u * u) * active.len() as f64) as usize;
-                let user_id = active[pick.min(active.len() - 1)];
-
-                let mut w = rng.random_range(0..total_weight);
-                let mut c = 0;
-                while w >= CATEGORIES[c].weight {
-                    w -= CATEGORIES[c].weight;
-                    c += 1;
-                }
-                let category = &CATEGORIES[c];
-                // Log-normal amount via Box-Muller, rounded to the cent.
-                let (u1, u2): (f64, f64) = (rng.random(), rng.random());
-                let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                let cents = ((mu[c] + category.sigma * z).exp() * 100.0).round() as i64;
-                let amount = cents.clamp(100, 50_000_000) as f64 / 100.0;
-                let date = when.format(at, &dates);
-
-                if rng.random_range(0..10) < 6 {
-                    card_id += 1;
-                    let merchant =
-                        category.merchants[rng.random_range(0..category.merchants.len())];
-                    card.execute(params![
-                        card_id,
-                        user_id,
-                        amount,
-                        merchant,
-                        category.name,
-                        date
-                    ])?;
-                } else {
-                    upi_id += 1;
-                    let description =
-                        category.descriptions[rng.random_range(0..category.descriptions.len())];
-                    upi.execute(params![
-                        upi_id,
-                        user_id,
-                        amount,
-                        description,
-                        category.name,
-                        date
-                    ])?;
+                        upi_id += 1;
+                        let description =
+                            category.descriptions[rng.random_range(0..category.descriptions.len())];
+                        upi.execute(params![
+                            upi_id,
+                            user_id,
+                            amount,
+                            description,
+                            category.name,
+                            date
+                        ])?;
+                    }
+                    written += 1;
                 }
             }
         }
         tx.commit()?;
-        progress.advance(last - next_tx);
-        next_tx = last;
+        progress.advance(written - batch_start);
     }
     progress.finish("transactions generated");
 

@@ -4,3 +4,4 @@ mod differential;
 mod engine;
 mod store;
 mod import;
+mod datagen;
