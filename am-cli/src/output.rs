@@ -41,10 +41,6 @@ impl Plain {
             .add_row(cells.into_iter().map(Into::into).collect::<Vec<String>>());
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.table.row_count() == 0
-    }
-
     /// The table as text, each line without trailing spaces, ending in a newline.
     pub fn render(mut self) -> String {
         for &i in &self.right {

@@ -1,0 +1,84 @@
+//! Generating and importing data.
+
+use crate::{Scratch, data_dir, run};
+
+#[test]
+fn generate_then_refuse_to_overwrite_without_replace() {
+    let s = Scratch::new();
+    let first = run(s.am().args([
+        "generate",
+        "--users",
+        "200",
+        "--transactions",
+        "2000",
+        "--end",
+        "2025-06-30",
+    ]));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let again = run(s
+        .am()
+        .args(["generate", "--users", "200", "--transactions", "2000"]));
+    assert_eq!(again.code, 1);
+    let replaced = run(s.am().args([
+        "--json",
+        "generate",
+        "--users",
+        "100",
+        "--transactions",
+        "500",
+        "--end",
+        "2025-06-30",
+        "--replace",
+    ]));
+    assert_eq!(replaced.code, 0, "{}", replaced.stderr);
+    let v: serde_json::Value = serde_json::from_str(&replaced.stdout).expect("json");
+    assert_eq!(v["users"], 100);
+    assert_eq!(
+        v["credit_card_transactions"].as_u64().unwrap_or(0)
+            + v["upi_transactions"].as_u64().unwrap_or(0),
+        500
+    );
+    insta::assert_snapshot!(format!("{}{}", first.snapshot(), again.snapshot()));
+}
+
+#[test]
+fn import_is_all_or_nothing_unless_asked() {
+    let s = Scratch::new();
+    let users = run(s
+        .am()
+        .args(["import", "users"])
+        .arg(data_dir().join("users.csv")));
+    assert_eq!(users.code, 0, "{}", users.stderr);
+    let upi = run(s
+        .am()
+        .args(["import", "upi"])
+        .arg(data_dir().join("upi.csv")));
+    assert_eq!(upi.code, 0, "{}", upi.stderr);
+    let bad = run(s
+        .am()
+        .args(["import", "users", "users_bad.csv"])
+        .current_dir(data_dir())
+        .args(["--db"])
+        .arg(s.path("audience.db")));
+    assert_eq!(bad.code, 1);
+    let skipped = run(s
+        .am()
+        .args(["import", "users", "users_bad.csv", "--skip-bad-rows"])
+        .current_dir(data_dir())
+        .args(["--db"])
+        .arg(s.path("audience.db")));
+    assert_eq!(skipped.code, 0, "{}", skipped.stderr);
+    let missing = run(s.am().args(["import", "credit-card", "nope.csv"]));
+    assert_eq!(missing.code, 1);
+    insta::assert_snapshot!(
+        [&users, &upi, &bad, &skipped, &missing]
+            .iter()
+            .map(|o| o.snapshot())
+            .collect::<String>()
+    );
+    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 4, "three users, then only the good row of the bad file");
+}
