@@ -237,12 +237,11 @@ pub fn upsert_segment(conn: &Connection, record: &SegmentRecord) -> Result<Segme
     Ok(id)
 }
 
+/// A segment member: user id, name, email.
+pub type Member = (i64, Option<String>, Option<String>);
+
 /// Up to `limit` members of a segment with their name and email, by user id.
-pub fn sample(
-    conn: &Connection,
-    id: SegmentId,
-    limit: u32,
-) -> Result<Vec<(i64, Option<String>, Option<String>)>> {
+pub fn sample(conn: &Connection, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
     let seg = segment(conn, id)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT s.user_id, u.name, u.email FROM {} AS s LEFT JOIN users AS u ON u.user_id = s.user_id
