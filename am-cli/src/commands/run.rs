@@ -1,10 +1,10 @@
 //! `am run`: refresh segments with a progress bar, then a table of what happened.
 
-use anyhow::Context as _;
 use am_core::expr::Timestamp;
 use am_sql::Store;
 use am_sql::refresh::{NodeStatus, RefreshReport, RefreshRequest, RefreshTargets};
 use am_sql::runs::RunTrigger;
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::Context;
@@ -64,8 +64,16 @@ pub fn report_text(report: &RefreshReport) -> String {
         .iter()
         .map(|n| (n.rule_id, n.rule_name.as_str()))
         .collect();
-    let mut t = Plain::new(&["id", "rule", "members", "entered", "left", "time", "reused from"])
-        .right(&[0, 2, 3, 4, 5]);
+    let mut t = Plain::new(&[
+        "id",
+        "rule",
+        "members",
+        "entered",
+        "left",
+        "time",
+        "reused from",
+    ])
+    .right(&[0, 2, 3, 4, 5]);
     let opt = |v: Option<i64>| v.map_or_else(|| "-".into(), output::count);
     for n in &report.nodes {
         let members = match n.status {
@@ -140,11 +148,24 @@ mod tests {
 
     #[test]
     fn as_of_accepts_dates_times_and_rfc3339() {
-        let at = |s: &str| parse_as_of(s).map(|t| t.to_string()).map_err(|e| e.to_string());
+        let at = |s: &str| {
+            parse_as_of(s)
+                .map(|t| t.to_string())
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(at("2025-06-30").as_deref(), Ok("2025-06-30 23:59:59"));
-        assert_eq!(at("2025-06-30 08:15:00").as_deref(), Ok("2025-06-30 08:15:00"));
-        assert_eq!(at("2025-06-30T08:15:00").as_deref(), Ok("2025-06-30 08:15:00"));
-        assert_eq!(at("2025-06-30T10:15:00+02:00").as_deref(), Ok("2025-06-30 08:15:00"));
+        assert_eq!(
+            at("2025-06-30 08:15:00").as_deref(),
+            Ok("2025-06-30 08:15:00")
+        );
+        assert_eq!(
+            at("2025-06-30T08:15:00").as_deref(),
+            Ok("2025-06-30 08:15:00")
+        );
+        assert_eq!(
+            at("2025-06-30T10:15:00+02:00").as_deref(),
+            Ok("2025-06-30 08:15:00")
+        );
         assert_eq!(
             at("yesterday"),
             Err("--as-of \"yesterday\" is not a time: use YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC) or RFC 3339".into())
