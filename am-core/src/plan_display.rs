@@ -449,7 +449,9 @@ mod tests {
         };
         let text = plan.to_string();
         assert!(text.starts_with("stage 1\n  #2 \"Spenders \\\"big\\\"\" = users where"));
-        assert!(text.contains("stage 2\n  #3 \"Copy\" = #2\n      reuse (equal): same condition\n"));
+        assert!(
+            text.contains("stage 2\n  #3 \"Copy\" = #2\n      reuse (equal): same condition\n")
+        );
         assert!(text.contains("  #4 \"Rest\" = DIFFERENCE(all users, #2, #3)\n"));
         let dot = plan.to_dot();
         assert!(dot.contains("r2 [label=\"#2 Spenders \\\"big\\\"\"];"));

@@ -1,5 +1,7 @@
 //! am-core's integration tests: one binary, a module per area.
 
 mod evaluate;
+mod finder;
 mod normalize;
+mod planner;
 mod validate;
