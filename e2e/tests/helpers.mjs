@@ -21,10 +21,12 @@ function freePort() {
   });
 }
 
-async function waitHealthy(base, child, ms = 60_000) {
+async function waitHealthy(base, child, ms = 60_000, log = null) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    if (child && child.exitCode !== null) throw new Error(`am serve exited with ${child.exitCode}`);
+    if (child && child.exitCode !== null) {
+      throw new Error(`am serve exited with ${child.exitCode}: ${log ? fs.readFileSync(log, 'utf8').slice(-2000) : ''}`);
+    }
     try {
       const r = await fetch(`${base}/api/health`);
       if (r.status === 200 || r.status === 401) return;
@@ -56,8 +58,11 @@ export async function startServer({ token } = {}) {
   const base = `http://127.0.0.1:${port}`;
   const args = ['--db', db, 'serve', '--addr', `127.0.0.1:${port}`];
   if (token) args.push('--token', token);
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitHealthy(base, child);
+  const log = path.join(tmp, 'serve.log');
+  const out = fs.openSync(log, 'w');
+  const child = spawn(bin, args, { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  await waitHealthy(base, child, 60_000, log);
   return {
     base, token, db,
     stop: async () => {
@@ -67,7 +72,8 @@ export async function startServer({ token } = {}) {
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
         if (child.exitCode === null) child.kill('SIGKILL');
       }
-      fs.rmSync(tmp, { recursive: true, force: true });
+      if (process.env.E2E_KEEP) console.error(`kept ${tmp}`);
+      else fs.rmSync(tmp, { recursive: true, force: true });
     },
   };
 }

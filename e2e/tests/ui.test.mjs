@@ -23,6 +23,9 @@ describe('web UI', () => {
       conditions: [{ field: 'transaction_count', operator: '>=', value: 3 }],
       schedule: '@daily',
     });
+    // A dependency needs a segment before a rule built on it can be previewed.
+    const { run_id: runId } = await api('POST', `/rules/${created.rule_id}/trigger`);
+    assert.equal((await waitRun(api, runId)).status, 'succeeded');
     parent = await api('GET', `/rules/${created.rule_id}`);
     browser = await launch();
     page = await openPage(browser, { acceptDownloads: true });
@@ -68,17 +71,17 @@ describe('web UI', () => {
     await g1.getByRole('button', { name: '+ Condition' }).last().click(); // 1.1
     await field('Conditions › 1 › 1', 'total_spend');
     await op('Conditions › 1 › 1', '>=');
-    await value('Conditions › 1 › 1', 20000);
+    await value('Conditions › 1 › 1', 60000);
     await g1.getByRole('button', { name: '+ Group' }).last().click(); // 1.2: ALL
     const g12 = inGroup('Conditions › 1 › 2');
     await g12.getByRole('button', { name: '+ Condition' }).last().click(); // 1.2.1
     await field('Conditions › 1 › 2 › 1', 'transaction_count');
     await op('Conditions › 1 › 2 › 1', '>=');
-    await value('Conditions › 1 › 2 › 1', 2);
+    await value('Conditions › 1 › 2 › 1', 3);
     await g12.getByRole('button', { name: '+ Transaction filter (where)' }).click();
     await field('Conditions › 1 › 2 › 1 › where › 1', 'amount');
     await op('Conditions › 1 › 2 › 1 › where › 1', '>=');
-    await value('Conditions › 1 › 2 › 1 › where › 1', 1000);
+    await value('Conditions › 1 › 2 › 1 › where › 1', 5000);
     await g12.getByRole('button', { name: '+ Condition' }).last().click(); // 1.2.2
     await field('Conditions › 1 › 2 › 2', 'city_tier');
     await op('Conditions › 1 › 2 › 2', 'in');
@@ -162,7 +165,6 @@ describe('web UI', () => {
 
   it('follows the lineage graph to a parent segment', async () => {
     const parentNow = await api('GET', `/rules/${parent.id}`);
-    assert.ok(parentNow.segment_id, 'the parent was refreshed first');
     await page.locator(`.lineage a[aria-label="Open segment ${PARENT}"]`).click();
     await page.waitForURL(`${server.base}/segments/${parentNow.segment_id}`);
     await page.getByRole('heading', { name: PARENT, level: 1 }).waitFor();

@@ -73,7 +73,17 @@ async function sampleView(id, signal) {
   const r = await get(`/segments/${id}/sample_data`, { signal });
   if (!r.data.length) return empty('This segment has no members.');
   const cols = r.columns.map((c, i) => ({ label: c, num: c === 'user_id', cell: (row) => row[i] ?? '—' }));
-  return [table(cols, r.data, 'Sample members'), h('p.help', `Showing ${num(r.data.length)} members; export the CSV for all of them.`)];
+  const FIRST = 10;
+  const box = h('div');
+  const show = (n) => {
+    const more = r.data.length > n
+      ? h('button.small', { type: 'button', onclick: () => show(r.data.length) }, `Show all ${num(r.data.length)} sampled members`)
+      : null;
+    clear(box, table(cols, r.data.slice(0, n), 'Sample members'),
+      h('div.inline', h('p.help', `Showing ${num(Math.min(n, r.data.length))} members; export the CSV for all of them.`), more));
+  };
+  show(FIRST);
+  return box;
 }
 
 async function runsView(ruleId, signal) {
