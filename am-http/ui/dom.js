@@ -98,7 +98,7 @@ export function relative(d) {
   const sec = Math.round((d.getTime() - Date.now()) / 1000);
   const abs = Math.abs(sec);
   const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
-  if (abs < 45) return sec < 0 ? 'just now' : 'in a few seconds';
+  if (abs < 45) return 'just now';
   if (abs < 3600) return rtf.format(Math.round(sec / 60), 'minute');
   if (abs < 86400) return rtf.format(Math.round(sec / 3600), 'hour');
   if (abs < 86400 * 30) return rtf.format(Math.round(sec / 86400), 'day');

@@ -10,6 +10,7 @@ import { apiClient, launch, openPage, shot, startServer, waitRun } from './helpe
 
 const PARENT = 'E2E active customers';
 const CHILD = 'E2E big spenders outside tier 3';
+const LOYAL = 'E2E loyal customers';
 
 describe('web UI', () => {
   let server, api, browser, page, parent, previewSize, child, segment;
@@ -27,6 +28,14 @@ describe('web UI', () => {
     const { run_id: runId } = await api('POST', `/rules/${created.rule_id}/trigger`);
     assert.equal((await waitRun(api, runId)).status, 'succeeded');
     parent = await api('GET', `/rules/${created.rule_id}`);
+    // A stricter bound on the parent's aggregate: the planner answers it from the parent.
+    const loyal = await api('POST', '/rules', {
+      rule_name: LOYAL,
+      description: 'Users with at least twenty transactions',
+      conditions: [{ field: 'transaction_count', operator: '>=', value: 20 }],
+    });
+    const { run_id: loyalRun } = await api('POST', `/rules/${loyal.rule_id}/trigger`);
+    assert.equal((await waitRun(api, loyalRun)).status, 'succeeded');
     browser = await launch();
     page = await openPage(browser, { acceptDownloads: true });
   });
@@ -168,6 +177,17 @@ describe('web UI', () => {
     await page.locator(`.lineage a[aria-label="Open segment ${PARENT}"]`).click();
     await page.waitForURL(`${server.base}/segments/${parentNow.segment_id}`);
     await page.getByRole('heading', { name: PARENT, level: 1 }).waitFor();
+    expectNoConsoleErrors();
+  });
+
+  it('shows the reuse the planner found, in the list and in the lineage', async () => {
+    const loyal = (await api('GET', '/rules?per_page=100')).items.find((r) => r.rule_name === LOYAL);
+    assert.equal(loyal.reuses[0]?.parents[0]?.id, parent.id);
+    await go(`/segments/${loyal.segment_id}`);
+    await page.getByRole('heading', { name: LOYAL, level: 1 }).waitFor();
+    await page.locator('.lineage path.edge.reuse').waitFor({ state: 'attached' });
+    const reuses = page.locator('dt', { hasText: 'Reuses' }).locator('xpath=following-sibling::dd[1]');
+    assert.equal((await reuses.textContent()).trim(), PARENT);
     expectNoConsoleErrors();
   });
 
