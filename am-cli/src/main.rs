@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod engine;
 mod exit;
 mod output;
 mod progress;
@@ -42,9 +43,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => commands::data::generate(&ctx, &args),
         Command::Rules(cmd) => commands::rules::run(&ctx, cmd),
         Command::Import(args) => commands::data::import(&ctx, &args),
-        Command::Demo(_) | Command::Run(_) => {
-            anyhow::bail!("not wired yet")
-        }
+        Command::Demo(args) => commands::demo::run(&ctx, &args),
+        Command::Run(args) => commands::run::run(&ctx, &args),
         Command::Segments(cmd) => commands::segments::run(&ctx, cmd),
         Command::Serve(args) => commands::serve::run(&ctx, &args),
     }

@@ -110,17 +110,31 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         format!(" --db {}", ctx.db.display())
     };
-    output::print(&format!(
-        "\n{} of {} were answered from other segments by the DependencyFinder (REUSED FROM).\n\
-         Demo finished in {}.\n\n\
-         Next:\n  \
-           am{db_flag} serve                        then open http://127.0.0.1:8080\n  \
-           am{db_flag} rules explain \"Tier 1 big spenders\"   how a rule is computed, with its SQL\n  \
-           am{db_flag} segments sample \"UPI only\"            a few members\n",
-        reused,
+    let next = [
+        (
+            format!("am{db_flag} serve"),
+            "then open http://127.0.0.1:8080",
+        ),
+        (
+            format!("am{db_flag} rules explain \"Tier 1 big spenders\""),
+            "how a rule is computed, with its SQL",
+        ),
+        (
+            format!("am{db_flag} segments sample \"UPI power users\""),
+            "a few members",
+        ),
+    ];
+    let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "\n{reused} of {} were answered from other segments by the DependencyFinder (REUSED FROM).\n\
+         Demo finished in {}.\n\nNext:\n",
         output::plural(report.nodes.len() as i64, "segment"),
         output::duration(started.elapsed()),
-    ))?;
+    );
+    for (cmd, what) in &next {
+        out.push_str(&format!("  {cmd:<width$}   {what}\n"));
+    }
+    output::print(&out)?;
     if !report.succeeded() {
         anyhow::bail!("some demo segments did not refresh");
     }

@@ -1,9 +1,11 @@
 //! One module per command; each takes the global [`Context`] and its own arguments.
 
 pub mod data;
+pub mod demo;
 pub mod explain;
 pub mod init;
 pub mod rules;
+pub mod run;
 pub mod segments;
 pub mod serve;
 

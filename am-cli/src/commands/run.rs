@@ -4,7 +4,6 @@ use am_core::expr::Timestamp;
 use am_sql::Store;
 use am_sql::refresh::{NodeStatus, RefreshReport, RefreshRequest, RefreshTargets};
 use am_sql::runs::RunTrigger;
-use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::Context;
@@ -51,7 +50,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 /// Refreshes with progress bars; shared with `am demo`.
 pub fn refresh(store: &Store, request: RefreshRequest) -> anyhow::Result<RefreshReport> {
     let bars = Bars::new();
-    store.refresh(&request, &bars).context("cannot refresh")
+    crate::engine::refresh(store, &request, &bars)
 }
 
 /// The result table, with a line saying what was refreshed as of when.

@@ -48,7 +48,7 @@ fn a_database_of_another_program_is_refused() {
     conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
         .expect("create");
     drop(conn);
-    for args in [vec!["init"], vec!["rules", "list"]] {
+    for args in [vec!["init"], vec!["rules", "list"], vec!["demo"]] {
         let out = run(s.am().args(["--db", "other.db"]).args(&args));
         assert_eq!(out.code, 1, "{args:?}");
         one_line_error(&out);

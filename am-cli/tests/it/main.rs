@@ -2,6 +2,7 @@
 //! codes, including every error path.
 
 mod data;
+mod demo;
 mod errors;
 mod rules;
 mod surface;
