@@ -278,12 +278,12 @@ pub fn generate(
         db::drop_objects(&tx, "trigger", &triggers)?;
         tx.commit()?;
     }
-    // A bigger page cache for the load and the index build (per connection, reset below).
-    conn.execute_batch("PRAGMA cache_size = -262144; PRAGMA threads = 2")?;
+    // A bigger page cache for the load (per connection, reset below).
+    conn.execute_batch("PRAGMA cache_size = -262144")?;
     let loaded = load(conn, options, progress);
     // Put the schema back whatever happened, then report the first failure.
     let restored = restore(conn, &triggers);
-    conn.execute_batch("PRAGMA cache_size = -2000; PRAGMA threads = 0")?;
+    conn.execute_batch("PRAGMA cache_size = -2000")?;
     let mut report = loaded?;
     restored?;
     report.elapsed = started.elapsed();
