@@ -166,7 +166,7 @@ export function table(columns, rows, caption) {
       caption ? h('caption.sr-only', caption) : null,
       h('thead', h('tr', columns.map((c) => h(c.num ? 'th.num' : 'th', { scope: 'col' }, c.label)))),
       h('tbody', rows.map((r) => h('tr', columns.map((c) =>
-        h(c.num ? 'td.num' : 'td', { 'data-label': c.label }, c.cell(r))))))));
+        h(c.num ? 'td.num' : 'td', { 'data-label': c.label }, h('div.cell', c.cell(r)))))))));
 }
 
 // "2030-01-01 00:00 UTC" for an API timestamp.

@@ -9,6 +9,7 @@ import { Builder } from '../builder.js';
 const PRESETS = [
   ['', 'Manual only (no schedule)'],
   ['@hourly', 'Every hour'],
+  ['@daily', 'Every day (@daily)'],
   ['0 0 * * *', 'Every day at midnight'],
   ['0 6 * * 1', 'Every Monday at 06:00'],
   ['@weekly', 'Every week'],
@@ -263,7 +264,7 @@ class RuleForm {
       const r = await post('/rules/preview', spec, { signal: this.previewCtl.signal });
       if (mine !== this.previewSeq) return;
       this.showErrors([], true);
-      clear(this.previewBody, ...previewView(r));
+      clear(this.previewBody, ...previewView(r, this.id));
     } catch (e) {
       if (e.name === 'AbortError' || mine !== this.previewSeq) return;
       if (e.status === 422) {
@@ -334,8 +335,10 @@ class RuleForm {
   }
 }
 
-function previewView(r) {
-  const reuses = r.reuses || [];
+// When editing, the saved version of the rule is in the catalog too; reusing it is not news.
+function previewView(r, selfId) {
+  const all = r.reuses || [];
+  const reuses = all.filter((x) => !(x.parents || []).some((p) => p.id === selfId));
   return [
     h('div.label.muted', 'Audience size now'),
     h('div.size', { 'data-testid': 'audience-size' }, num(r.audience_size)),
@@ -343,7 +346,8 @@ function previewView(r) {
     reuses.length
       ? h('ul.small-text', reuses.map((x) => h('li', h('span.tag', x.kind), ' ',
         (x.parents || []).map((p) => p.rule_name).join(', '), x.reason ? h('div.muted', x.reason) : null)))
-      : h('p.muted.small-text', 'Computed directly: no existing segment answers it.'),
+      : h('p.muted.small-text', all.length ? 'Same conditions as the saved version of this rule.'
+        : 'Computed directly: no existing segment answers it.'),
     h('h3', 'Plan'),
     planView(r.plan),
     r.sql ? h('details', h('summary', 'SQL'), h('pre', r.sql)) : null,
