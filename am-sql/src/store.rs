@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+use am_core::rule::RuleId;
+
+use crate::catalog::{self, Member, Page, Segment, SegmentId, Summary};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::runs::{self, Run, RunFilter, RunId, RunTrigger};
 
 /// A handle on one Audience Manager database.
 #[derive(Debug, Clone)]
@@ -50,5 +54,60 @@ impl Store {
     /// The data tables' version counter (see [`db::data_version`]).
     pub fn data_version(&self) -> Result<i64> {
         db::data_version(&self.connection()?)
+    }
+
+    /// Segments by id, one page (pages from 1).
+    pub fn list_segments(&self, page: u32, per_page: u32) -> Result<Page<Segment>> {
+        catalog::list_segments(&self.connection()?, page, per_page)
+    }
+
+    /// One segment; `NotFound` if there is none with that id.
+    pub fn segment(&self, id: SegmentId) -> Result<Segment> {
+        catalog::segment(&self.connection()?, id)
+    }
+
+    /// The segment of a rule, if it has been built.
+    pub fn segment_for_rule(&self, rule_id: RuleId) -> Result<Option<Segment>> {
+        catalog::segment_for_rule(&self.connection()?, rule_id)
+    }
+
+    /// Up to `limit` members of a segment with their name and email.
+    pub fn sample(&self, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
+        catalog::sample(&self.connection()?, id, limit)
+    }
+
+    /// Users, transactions and total spend over both transaction tables.
+    pub fn summary(&self) -> Result<Summary> {
+        catalog::summary(&self.connection()?)
+    }
+
+    /// Queues a run of a rule.
+    pub fn create_run(&self, rule_id: RuleId, trigger: RunTrigger) -> Result<RunId> {
+        runs::create_run(&self.connection()?, rule_id, trigger)
+    }
+
+    /// One run; `NotFound` if there is none with that id.
+    pub fn run(&self, id: RunId) -> Result<Run> {
+        runs::get_run(&self.connection()?, id)
+    }
+
+    /// Runs matching the filter, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        runs::list_runs(&self.connection()?, filter)
+    }
+
+    /// The rule's queued or running run, if any.
+    pub fn active_run_for(&self, rule_id: RuleId) -> Result<Option<Run>> {
+        runs::active_run_for(&self.connection()?, rule_id)
+    }
+
+    /// The newest run of a rule, if any.
+    pub fn last_run(&self, rule_id: RuleId) -> Result<Option<Run>> {
+        runs::last_run(&self.connection()?, rule_id)
+    }
+
+    /// Fails the runs a previous server left queued or running; returns how many.
+    pub fn fail_abandoned_runs(&self) -> Result<usize> {
+        runs::fail_abandoned_runs(&self.connection()?)
     }
 }
