@@ -19,9 +19,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use am_core::evaluate::rule_set_expr;
 use am_core::expr::Timestamp;
-use am_core::plan::{Plan, PlanNode};
-use am_core::rule::{CheckedRule, RuleId};
+use am_core::plan::{Plan, PlanNode, Reuse, SetExpr};
+use am_core::planner::{PlanOptions, Planner, RuleInput};
+use am_core::rule::{CheckedRule, RuleId, RuleSpec};
+use am_core::validate::check_rule;
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -34,6 +37,7 @@ use crate::render::{
     AggregateLayout, AggregateNeeds, Aggregates, RenderContext, collect_set_needs, render_set,
 };
 use crate::runs::{self, RunId, RunTrigger};
+use crate::store::Store;
 
 /// Which rules a refresh rebuilds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,4 +407,192 @@ fn refresh_node(
         }
         Ok(())
     })
+}
+
+/// One node of an explain: how a rule is computed and the SQL that computes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainNode {
+    pub rule_id: RuleId,
+    pub rule_name: String,
+    pub upstream: Vec<RuleId>,
+    pub reuse: Option<Reuse>,
+    /// The standalone SELECT with values inlined, as the catalog would store it now.
+    pub sql: String,
+}
+
+/// A rule's plan: the rule and everything it is built from, in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explain {
+    pub plan_text: String,
+    pub dot: String,
+    pub nodes: Vec<ExplainNode>,
+}
+
+/// What an unsaved rule would select now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    pub audience_size: i64,
+    /// The plan of the rule and what it is built from, as text.
+    pub plan_text: String,
+    /// How the planner would reuse existing segments for it.
+    pub reuse: Option<Reuse>,
+    /// A self-contained SELECT (dependencies inlined) that returns the members.
+    pub sql: String,
+}
+
+/// Every stored rule, checked, by id.
+fn engine_rules(conn: &Connection) -> Result<BTreeMap<RuleId, EngineRule>> {
+    let mut out = BTreeMap::new();
+    for stored in crate::rules::all_rules(conn)? {
+        let rule = stored.checked()?;
+        out.insert(
+            stored.id,
+            EngineRule {
+                id: stored.id,
+                name: stored.spec.rule_name.clone(),
+                description: stored.spec.description.clone(),
+                version: stored.version,
+                rule,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner> {
+    let inputs = rules
+        .values()
+        .map(|r| {
+            let mut rule = r.rule.clone();
+            rule.name.clone_from(&r.name);
+            RuleInput { id: r.id, rule }
+        })
+        .collect();
+    Ok(Planner::new(inputs, PlanOptions { reuse: true })?)
+}
+
+/// A set expression with every segment replaced by its rule's own definition, recursively:
+/// self-contained, and exact whatever the state of the stored segments.
+fn inline_segments(s: &SetExpr, rules: &BTreeMap<RuleId, EngineRule>, depth: usize) -> SetExpr {
+    let go = |x: &SetExpr| inline_segments(x, rules, depth + 1);
+    match s {
+        // Dependencies are acyclic (the planner checked); the depth bound is a guard only.
+        SetExpr::Segment(id) if depth <= rules.len() => match rules.get(id) {
+            Some(r) => go(&rule_set_expr(&r.rule)),
+            None => s.clone(),
+        },
+        SetExpr::AllUsers | SetExpr::Segment(_) => s.clone(),
+        SetExpr::Intersect(xs) => SetExpr::Intersect(xs.iter().map(go).collect()),
+        SetExpr::Union(xs) => SetExpr::Union(xs.iter().map(go).collect()),
+        SetExpr::Difference(first, others) => {
+            SetExpr::Difference(Box::new(go(first)), others.iter().map(go).collect())
+        }
+        SetExpr::Filter(inner, e) => SetExpr::Filter(Box::new(go(inner)), e.clone()),
+    }
+}
+
+impl Store {
+    /// Refreshes rules (contract section 2): the targets in plan order, each after whatever
+    /// it is built from that is not fresh, with one run per rule refreshed.
+    pub fn refresh(
+        &self,
+        request: &RefreshRequest,
+        progress: &dyn Progress,
+    ) -> Result<RefreshReport> {
+        let as_of = request.as_of.unwrap_or_else(now_as_of);
+        let mut conn = self.connection()?;
+        let rules = engine_rules(&conn)?;
+        let planner = planner_of(&rules)?;
+        let plan = match &request.targets {
+            RefreshTargets::All | RefreshTargets::Stale => planner.plan_all(),
+            RefreshTargets::Rules(ids) => planner.plan_for(ids)?,
+        };
+        let segments: BTreeMap<RuleId, Segment> = catalog::all_segments(&conn)?
+            .into_iter()
+            .map(|s| (s.rule_id, s))
+            .collect();
+        let data_version = crate::db::data_version(&conn)?;
+        let stale = stale_nodes(&plan, &rules, &segments, data_version, as_of);
+        let in_plan: BTreeSet<RuleId> = plan.nodes.iter().map(|n| n.rule_id).collect();
+        let targets: BTreeSet<RuleId> = match &request.targets {
+            RefreshTargets::All => in_plan.clone(),
+            RefreshTargets::Stale => stale.clone(),
+            RefreshTargets::Rules(ids) => ids.iter().copied().collect(),
+        };
+        let mut selected: BTreeSet<RuleId> = targets.union(&stale).copied().collect();
+        // A run queued for a rule must end, so its rule is refreshed too.
+        selected.extend(request.runs.keys().filter(|id| in_plan.contains(id)));
+        selected.retain(|id| in_plan.contains(id));
+        refresh_plan(
+            &mut conn, &plan, &selected, &rules, request, &targets, as_of, progress,
+        )
+    }
+
+    /// A rule's plan with the SQL of every node (values inlined, aggregates standalone).
+    pub fn explain(&self, rule_id: RuleId) -> Result<Explain> {
+        let conn = self.connection()?;
+        let rules = engine_rules(&conn)?;
+        let plan = planner_of(&rules)?.plan_for(&[rule_id])?;
+        let ctx = RenderContext {
+            as_of: now_as_of(),
+            aggregates: Aggregates::Standalone,
+        };
+        let nodes = plan
+            .nodes
+            .iter()
+            .map(|n| ExplainNode {
+                rule_id: n.rule_id,
+                rule_name: n.rule_name.clone(),
+                upstream: n.upstream.clone(),
+                reuse: n.reuse.clone(),
+                sql: Sqlite.inline(&render_set(&n.compute, &ctx)),
+            })
+            .collect();
+        Ok(Explain {
+            plan_text: plan.to_string(),
+            dot: plan.to_dot(),
+            nodes,
+        })
+    }
+
+    /// Plans an unsaved rule against the stored ones and counts its members now, writing
+    /// nothing.
+    pub fn preview(&self, spec: &RuleSpec, as_of: Option<Timestamp>) -> Result<Preview> {
+        let checked = check_rule(spec)?;
+        let conn = self.connection()?;
+        let mut rules = engine_rules(&conn)?;
+        // An id no stored rule has, for the rule being previewed.
+        let id = rules
+            .keys()
+            .next_back()
+            .map_or(1, |last| last.saturating_add(1));
+        rules.insert(
+            id,
+            EngineRule {
+                id,
+                name: spec.rule_name.clone(),
+                description: spec.description.clone(),
+                version: 0,
+                rule: checked.clone(),
+            },
+        );
+        let plan = planner_of(&rules)?.plan_for(&[id])?;
+        let reuse = plan
+            .nodes
+            .iter()
+            .find(|n| n.rule_id == id)
+            .and_then(|n| n.reuse.clone());
+        let compute = inline_segments(&rule_set_expr(&checked), &rules, 0);
+        let ctx = RenderContext {
+            as_of: as_of.unwrap_or_else(now_as_of),
+            aggregates: Aggregates::Standalone,
+        };
+        let select = render_set(&compute, &ctx);
+        Ok(Preview {
+            audience_size: sqlite::count(&conn, &select)?,
+            plan_text: plan.to_string(),
+            reuse,
+            sql: Sqlite.inline(&select),
+        })
+    }
 }

@@ -175,8 +175,8 @@ impl AggregateLayout {
     /// Groups the scopes by (source, window), one table `agg_<n>` per group, so the
     /// transactions of a window are scanned once however many rules and filters read them.
     pub fn new(needs: &AggregateNeeds) -> Self {
-        let mut groups: BTreeMap<(Source, Window), Vec<(Scope, BTreeSet<AggColumn>)>> =
-            BTreeMap::new();
+        type Group = Vec<(Scope, BTreeSet<AggColumn>)>;
+        let mut groups: BTreeMap<(Source, Window), Group> = BTreeMap::new();
         for (scope, cols) in needs {
             groups
                 .entry((scope.source, scope.window))

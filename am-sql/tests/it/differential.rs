@@ -128,3 +128,71 @@ proptest! {
         drop(db.dir);
     }
 }
+
+/// How rule `i`'s condition relates to earlier ones, to give the finder something to reuse.
+#[derive(Debug, Clone)]
+enum Derive {
+    Fresh,
+    Same(usize),
+    And(usize, usize),
+    Or(usize, usize),
+    Not(usize),
+}
+
+fn arb_derive() -> impl Strategy<Value = Derive> {
+    prop_oneof![
+        2 => Just(Derive::Fresh),
+        1 => any::<usize>().prop_map(Derive::Same),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Derive::And(a, b)),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Derive::Or(a, b)),
+        1 => any::<usize>().prop_map(Derive::Not),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The planner's plan (reuse on) through the engine gives every rule exactly its own
+    /// condition's members.
+    #[test]
+    fn planned_reuse_never_changes_a_segment(
+        ds in arb_dataset(),
+        rules in proptest::collection::vec((arb_expr(), arb_derive()), 1..7),
+    ) {
+        use am_core::planner::{PlanOptions, Planner, RuleInput};
+
+        let mut db = new_db();
+        load_dataset(&db.conn, &ds);
+        let mut conditions: Vec<Expr> = Vec::new();
+        for (fresh, derive) in &rules {
+            let pick = |n: usize| conditions.get(n % conditions.len().max(1)).cloned();
+            let c = match derive {
+                Derive::Fresh => None,
+                Derive::Same(a) => pick(*a),
+                Derive::And(a, b) => pick(*a).zip(pick(*b)).map(|(a, b)| Expr::All(vec![a, b, fresh.clone()])),
+                Derive::Or(a, b) => pick(*a).zip(pick(*b)).map(|(a, b)| Expr::Any(vec![a, b])),
+                Derive::Not(a) => pick(*a).map(|a| Expr::Not(Box::new(a))),
+            };
+            conditions.push(c.unwrap_or_else(|| fresh.clone()));
+        }
+        let inputs: Vec<RuleInput> = conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| RuleInput { id: i as RuleId + 1, rule: checked(Some(c.clone()), vec![], None) })
+            .collect();
+        let plan = Planner::new(inputs, PlanOptions { reuse: true }).unwrap().plan_all();
+        let mut case = Case::new();
+        for node in &plan.nodes {
+            let rule = checked(Some(conditions[node.rule_id as usize - 1].clone()), vec![], None);
+            case.add(&db.conn, node.rule_id, rule, node.compute.clone());
+        }
+        let report = case.refresh(&mut db.conn, as_of());
+        prop_assert!(report.succeeded(), "{:?}", report);
+        for (i, c) in conditions.iter().enumerate() {
+            let id = i as RuleId + 1;
+            let expected = am_core::evaluate::evaluate_expr(c, &ds, as_of());
+            prop_assert_eq!(members(&db.conn, id), expected.clone(), "rule {} of plan {:?}", id, plan);
+            prop_assert_eq!(replay(&db.conn, id), expected, "sql_query of rule {}", id);
+        }
+    }
+}

@@ -610,3 +610,117 @@ fn readers_never_see_an_empty_or_partial_segment() {
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|&c| c == 3), "a reader saw {seen:?}");
 }
+
+fn spec(name: &str, conditions: serde_json::Value) -> am_core::rule::RuleSpec {
+    am_core::rule::RuleSpec {
+        rule_name: name.into(),
+        conditions,
+        ..Default::default()
+    }
+}
+
+fn refresh(store: &Store, targets: RefreshTargets) -> RefreshReport {
+    let mut request = RefreshRequest::new(targets, RunTrigger::Cli);
+    request.as_of = Some(ts(AS_OF));
+    store.refresh(&request, &NoProgress).unwrap()
+}
+
+fn refreshed(report: &RefreshReport) -> Vec<RuleId> {
+    report.nodes.iter().map(|n| n.rule_id).collect()
+}
+
+#[test]
+fn store_refresh_plans_reuses_and_skips_fresh_segments() {
+    let db = money_db();
+    let store = &db.store;
+    let over_100 = store
+        .create_rule(&spec(
+            "over 100",
+            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 100}]),
+        ))
+        .unwrap();
+    let over_1000 = store
+        .create_rule(&spec(
+            "over 1000",
+            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 1000}]),
+        ))
+        .unwrap();
+    let mut diff = spec("over 100 not 1000", serde_json::Value::Null);
+    diff.depends_on = vec![over_100, over_1000];
+    diff.operation = Some("DIFFERENCE".into());
+    let diff = store.create_rule(&diff).unwrap();
+
+    // The target brings what it is built from.
+    let report = refresh(store, RefreshTargets::Rules(vec![over_1000]));
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(refreshed(&report), vec![over_100, over_1000]);
+    let node = report.node(over_1000).unwrap();
+    assert_eq!(
+        node.reused_from,
+        vec![over_100],
+        "narrowing reuse of the looser bound"
+    );
+    assert_eq!(members(&db.conn, over_1000), ids(&[2]));
+    assert_eq!(replay(&db.conn, over_1000), ids(&[2]));
+    let catalog = am_sql::catalog::segment_for_rule(&db.conn, over_1000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(catalog.reused_from, vec![over_100]);
+    assert!(
+        catalog.sql_query.contains("segment_output_"),
+        "{}",
+        catalog.sql_query
+    );
+
+    // Only what is not fresh: the rule never built.
+    let report = refresh(store, RefreshTargets::Stale);
+    assert_eq!(refreshed(&report), vec![diff]);
+    assert_eq!(members(&db.conn, diff), ids(&[1, 3]));
+    assert!(refresh(store, RefreshTargets::Stale).nodes.is_empty());
+
+    // New data makes everything stale.
+    db.conn
+        .execute(
+            "INSERT INTO upi_transactions (user_id, amount, category, transaction_date) VALUES (3, 0.02, 'Food', '2025-06-01 00:00:00')",
+            [],
+        )
+        .unwrap();
+    let report = refresh(store, RefreshTargets::Stale);
+    assert_eq!(refreshed(&report), vec![over_100, over_1000, diff]);
+    assert_eq!(members(&db.conn, over_1000), ids(&[2, 3]));
+    assert_eq!(members(&db.conn, diff), ids(&[1]));
+    let run = am_sql::runs::get_run(&db.conn, report.node(diff).unwrap().run_id.unwrap()).unwrap();
+    assert_eq!(run.status, am_sql::runs::RunStatus::Succeeded);
+    assert_eq!(run.row_count, Some(1));
+
+    // Explain shows the rule with what it reads; preview counts without writing.
+    let explain = store.explain(over_1000).unwrap();
+    let explained: Vec<RuleId> = explain.nodes.iter().map(|n| n.rule_id).collect();
+    assert_eq!(explained, vec![over_100, over_1000]);
+    assert!(explain.nodes[1].reuse.is_some());
+    assert!(explain.dot.starts_with("digraph"));
+    let preview = store
+        .preview(
+            &spec(
+                "preview",
+                serde_json::json!([{"field": "total_spend", "operator": ">", "value": 2000}]),
+            ),
+            Some(ts(AS_OF)),
+        )
+        .unwrap();
+    assert_eq!(preview.audience_size, 0);
+    assert_eq!(preview.reuse.map(|r| r.parents), Some(vec![over_1000]));
+    let mut narrowed = spec(
+        "preview deps",
+        serde_json::json!([{"field": "city_tier", "operator": "=", "value": 2}]),
+    );
+    narrowed.depends_on = vec![diff, over_1000];
+    narrowed.operation = Some("UNION".into());
+    assert_eq!(
+        store
+            .preview(&narrowed, Some(ts(AS_OF)))
+            .unwrap()
+            .audience_size,
+        1
+    );
+}
