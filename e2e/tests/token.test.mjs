@@ -3,7 +3,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, openPage, startServer } from './helpers.mjs';
+import fs from 'node:fs';
+import { apiClient, launch, openPage, startServer, waitRun } from './helpers.mjs';
 
 const TOKEN = 'e2e-secret-token';
 
@@ -21,7 +22,7 @@ describe('web UI with an API token', { skip: process.env.E2E_BASE_URL ? 'needs i
   });
 
   it('asks for the token once and keeps it for the session', async () => {
-    const page = await openPage(browser);
+    const page = await openPage(browser, { acceptDownloads: true });
     page.allowStatus = new Set([401]);
     await page.goto(`${server.base}/`);
     const dialog = page.getByRole('dialog');
@@ -41,6 +42,23 @@ describe('web UI with an API token', { skip: process.env.E2E_BASE_URL ? 'needs i
     await page.reload();
     await page.getByRole('heading', { name: 'Rules' }).waitFor();
     await page.waitForFunction(() => !document.querySelector('main .loading'));
+    assert.equal(await page.getByRole('dialog').count(), 0);
+
+    // The CSV export is fetched with the token too.
+    const api = apiClient(server.base, TOKEN);
+    const { rule_id: id } = await api('POST', '/rules', {
+      rule_name: 'Tier 1', conditions: [{ field: 'city_tier', operator: '=', value: 1 }],
+    });
+    const { run_id: runId } = await api('POST', `/rules/${id}/trigger`);
+    assert.equal((await waitRun(api, runId)).status, 'succeeded');
+    const { segment_id: segmentId } = await api('GET', `/rules/${id}`);
+    const segment = await api('GET', `/segments/${segmentId}`);
+    await page.goto(`${server.base}/segments/${segmentId}`);
+    const download = page.waitForEvent('download');
+    await page.getByRole('link', { name: 'Export CSV' }).click();
+    const lines = fs.readFileSync(await (await download).path(), 'utf8').trim().split(/\r?\n/);
+    assert.equal(lines[0], 'user_id,name,email');
+    assert.equal(lines.length - 1, segment.row_count);
     assert.equal(await page.getByRole('dialog').count(), 0);
     assert.deepEqual(page.consoleErrors, []);
     await page.context().close();

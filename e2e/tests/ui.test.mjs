@@ -220,13 +220,18 @@ describe('web UI', () => {
     expectNoConsoleErrors();
   });
 
-  it('explains why a rule others depend on cannot be deleted', async () => {
+  it('deletes after confirmation, and explains why a rule others depend on cannot be deleted', async () => {
     page.allowStatus = new Set([409]);
     await go('/rules');
     await page.getByRole('button', { name: `Delete ${PARENT}` }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Delete rule' }).click();
     await page.getByText(`Cannot delete “${PARENT}”.`).waitFor();
     assert.ok(await api('GET', `/rules/${parent.id}`), 'still there');
+    // A rule nothing depends on goes, after the confirmation.
+    await page.getByRole('button', { name: `Delete ${LOYAL}` }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete rule' }).click();
+    await page.getByText(`Deleted “${LOYAL}”.`).waitFor();
+    await page.getByRole('button', { name: `Delete ${LOYAL}` }).waitFor({ state: 'detached' });
     expectNoConsoleErrors();
   });
 
