@@ -57,9 +57,19 @@ const INDEX_SETS: &[(&str, &str)] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: index_bench DB")?;
+    // Optional: which index sets to run, by position (`INDEX_BENCH_SETS=3,0`), and how many
+    // timed runs (`INDEX_BENCH_RUNS`, default 3), for big databases.
+    let sets: Vec<usize> = match std::env::var("INDEX_BENCH_SETS") {
+        Ok(v) => v.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        Err(_) => (0..INDEX_SETS.len()).collect(),
+    };
+    let runs: usize = match std::env::var("INDEX_BENCH_RUNS") {
+        Ok(v) => v.parse()?,
+        Err(_) => 3,
+    };
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA cache_size = -65536;")?;
-    for (label, columns) in INDEX_SETS {
+    for (label, columns) in sets.iter().filter_map(|&i| INDEX_SETS.get(i)) {
         for table in ["credit_card_transactions", "upi_transactions"] {
             let names: Vec<String> = conn
                 .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
@@ -77,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut times: Vec<Duration> = Vec::new();
             let mut rows = 0usize;
             // One warm-up run, so every index set starts with the pages cached.
-            for _ in 0..4 {
+            for _ in 0..=runs {
                 let started = Instant::now();
                 let mut stmt = conn.prepare(sql)?;
                 rows = stmt.query_map([], |_| Ok(()))?.count();
@@ -91,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect::<Result<_, _>>()?;
             println!(
                 "  {name}: {} ms ({rows} users) plan: {}",
-                times[1].as_millis(),
+                times[times.len() / 2].as_millis(),
                 plan.join(" | ")
             );
         }

@@ -1,7 +1,7 @@
 //! am-sql's integration tests: one binary, one module per area.
 
+mod datagen;
 mod differential;
 mod engine;
-mod store;
 mod import;
-mod datagen;
+mod store;
