@@ -559,3 +559,28 @@ fn abandoned_runs_fail_at_start() {
     );
     assert!(runs::active_run_for(&conn, rule).unwrap().is_none());
 }
+
+#[test]
+fn readers_see_the_last_commit_while_a_writer_is_busy() {
+    fn shareable<T: Clone + Send + Sync + 'static>(_: &T) {}
+    let (_dir, store) = temp_store();
+    shareable(&store);
+    let a = store.create_rule_json(&tier_rule("Before", 1)).unwrap();
+    let mut writer = store.connection().unwrap();
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute(
+        "UPDATE rule_table SET rule_name = 'During' WHERE id = ?1",
+        [a],
+    )
+    .unwrap();
+    // WAL: another connection reads the committed state without waiting for the writer.
+    let reader = store.clone();
+    let seen = std::thread::spawn(move || reader.rule(a).unwrap().spec.rule_name)
+        .join()
+        .unwrap();
+    assert_eq!(seen, "Before");
+    tx.commit().unwrap();
+    assert_eq!(store.rule(a).unwrap().spec.rule_name, "During");
+}
