@@ -318,7 +318,7 @@ impl Store {
                         now
                     ],
                 )
-                .map(|_| tx.last_insert_rowid()),
+                .map(|_| Some(tx.last_insert_rowid())),
             Some(id) => tx
                 .execute(
                     "UPDATE rule_table SET rule_name = ?2, description = ?3, conditions = ?4,
@@ -338,11 +338,12 @@ impl Store {
                         now
                     ],
                 )
-                .map(|n| if n == 0 { -1 } else { id }),
+                .map(|n| (n > 0).then_some(id)),
         };
+        // `None`: the update matched no row.
         let id = match written.map_err(Error::from) {
-            Ok(-1) => return Err(Error::not_found_id("rule", id.unwrap_or_default())),
-            Ok(id) => id,
+            Ok(Some(written)) => written,
+            Ok(None) => return Err(Error::not_found_id("rule", id.unwrap_or_default())),
             Err(Error::Conflict(_)) => return Err(name_taken(&spec.rule_name)),
             Err(e) => return Err(e),
         };
