@@ -1,0 +1,292 @@
+//! The SQL engine benchmark (docs/benchmarks.md, "SQL engine (am-sql)").
+//!
+//! `cargo run --release -p am-benches --bin engine_bench -- --users 1000000 --transactions 20000000`
+//!
+//! Builds (or reuses a cached) generated database, then times:
+//! 1. one aggregate rule refreshed through the engine;
+//! 2. 100 rules over the same window refreshed together through the engine (one shared scan);
+//! 3. the same 100 rules as independent standalone queries, one by one (the seed's way).
+//!
+//! Every rule's member count from (2) is checked against (3), so the speed is not bought with
+//! a wrong answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use am_core::expr::{TIMESTAMP_FORMAT, Timestamp};
+use am_core::plan::{Plan, PlanNode};
+use am_core::rule::{RuleId, RuleSpec};
+use am_sql::datagen::{GenerateOptions, generate};
+use am_sql::dialect::sqlite;
+use am_sql::refresh::{EngineRule, RefreshRequest, RefreshTargets, refresh_plan};
+use am_sql::render::{Aggregates, RenderContext, render_set};
+use am_sql::runs::RunTrigger;
+use am_sql::{NoProgress, Store};
+use chrono::NaiveDate;
+
+const CATEGORIES: [&str; 10] = [
+    "Groceries",
+    "Dining",
+    "Fuel",
+    "Utilities",
+    "Fashion",
+    "Entertainment",
+    "Travel",
+    "Health",
+    "Electronics",
+    "Education",
+];
+
+struct Args {
+    users: u64,
+    transactions: u64,
+    rules: usize,
+    /// Give each rule a category filter (100 scopes over one window) instead of sharing one
+    /// scope.
+    filters: bool,
+    db: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        users: 100_000,
+        transactions: 2_000_000,
+        rules: 100,
+        filters: false,
+        db: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--users" => args.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
+            "--transactions" => {
+                args.transactions = value()?
+                    .parse()
+                    .map_err(|e| format!("--transactions: {e}"))?;
+            }
+            "--rules" => args.rules = value()?.parse().map_err(|e| format!("--rules: {e}"))?,
+            "--db" => args.db = Some(PathBuf::from(value()?)),
+            "--filters" => args.filters = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("engine_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let end = NaiveDate::from_ymd_opt(2025, 6, 30).ok_or("bad end date")?;
+    let path = args.db.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/engine-bench/am-{}-{}.db",
+            args.users, args.transactions
+        ))
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let store = Store::open(&path)?;
+    let mut conn = store.connection()?;
+    let has_data: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?;
+    if !has_data {
+        println!(
+            "generating {} users / {} transactions into {}",
+            args.users,
+            args.transactions,
+            path.display()
+        );
+        let started = Instant::now();
+        generate(
+            &mut conn,
+            &GenerateOptions::new(args.users, args.transactions, end),
+            &NoProgress,
+        )?;
+        println!("generated in {:.1?}", started.elapsed());
+    } else {
+        println!("reusing {}", path.display());
+    }
+
+    // 100 rules over the same 90-day window, by default all over the same transactions
+    // (aggregate, operator and threshold vary, some with a profile field); with `--filters`
+    // each also keeps only one category (the seed's flat list), so every rule has its own
+    // scope and they share only the scan.
+    let mut rules = BTreeMap::new();
+    for k in 0..args.rules {
+        let name = format!(
+            "bench rule {k}{}",
+            if args.filters { " by category" } else { "" }
+        );
+        let step = k / 5 + 1;
+        let mut conditions = match k % 5 {
+            0 => vec![
+                serde_json::json!({"field": "total_spend", "operator": ">", "value": 1000 * step}),
+            ],
+            1 => vec![
+                serde_json::json!({"field": "transaction_count", "operator": ">=", "value": step}),
+            ],
+            2 => vec![
+                serde_json::json!({"field": "avg_transaction_amount", "operator": "<", "value": 100 * step}),
+            ],
+            3 => vec![
+                serde_json::json!({"field": "max_transaction_amount", "operator": ">", "value": 500 * step}),
+                serde_json::json!({"field": "city_tier", "operator": "=", "value": 1 + k % 3}),
+            ],
+            _ => vec![
+                serde_json::json!({"field": "total_spend", "operator": "<", "value": 2000 * step}),
+            ],
+        };
+        if args.filters {
+            let category = CATEGORIES[k % CATEGORIES.len()];
+            conditions
+                .push(serde_json::json!({"field": "category", "operator": "=", "value": category}));
+        }
+        let spec = RuleSpec {
+            rule_name: name.clone(),
+            conditions: serde_json::Value::Array(conditions),
+            start_date: Some("2025-04-01".into()),
+            end_date: Some("2025-06-30".into()),
+            ..RuleSpec::default()
+        };
+        let id = match store.rule_by_name(&name) {
+            Ok(r) => r.id,
+            Err(_) => store.create_rule(&spec)?,
+        };
+        let stored = store.rule(id)?;
+        rules.insert(
+            id,
+            EngineRule {
+                id,
+                name,
+                description: None,
+                version: stored.version,
+                rule: stored.checked()?,
+            },
+        );
+    }
+    let plan = Plan {
+        nodes: rules
+            .values()
+            .map(|r| PlanNode {
+                rule_id: r.id,
+                rule_name: r.name.clone(),
+                compute: am_core::evaluate::rule_set_expr(&r.rule),
+                upstream: Vec::new(),
+                reuse: None,
+            })
+            .collect(),
+        stages: Vec::new(),
+    };
+    let as_of = Timestamp::parse_from_str("2025-06-30 23:59:59", TIMESTAMP_FORMAT)?;
+    let request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+    let all: BTreeSet<RuleId> = rules.keys().copied().collect();
+    let first: BTreeSet<RuleId> = all.iter().take(1).copied().collect();
+
+    // (1) one rule through the engine.
+    let started = Instant::now();
+    let report = refresh_plan(
+        &mut conn,
+        &plan,
+        &first,
+        &rules,
+        &request,
+        &first,
+        as_of,
+        &NoProgress,
+    )?;
+    let one = started.elapsed();
+    if !report.succeeded() {
+        return Err(format!("one-rule refresh failed: {report:?}").into());
+    }
+
+    // (2) every rule through the engine, sharing the window's scan.
+    let started = Instant::now();
+    let report = refresh_plan(
+        &mut conn,
+        &plan,
+        &all,
+        &rules,
+        &request,
+        &all,
+        as_of,
+        &NoProgress,
+    )?;
+    let shared = started.elapsed();
+    if !report.succeeded() {
+        return Err(format!("refresh of all rules failed: {report:?}").into());
+    }
+
+    // (3) every rule as its own standalone query.
+    let ctx = RenderContext {
+        as_of,
+        aggregates: Aggregates::Standalone,
+    };
+    let started = Instant::now();
+    let mut naive_counts = BTreeMap::new();
+    for node in &plan.nodes {
+        let n = sqlite::count(&conn, &render_set(&node.compute, &ctx))?;
+        naive_counts.insert(node.rule_id, n);
+    }
+    let naive = started.elapsed();
+
+    for node in &report.nodes {
+        let expected = naive_counts.get(&node.rule_id).copied();
+        if node.row_count != expected {
+            return Err(format!(
+                "rule {} has {:?} members through the engine but {:?} standalone",
+                node.rule_id, node.row_count, expected
+            )
+            .into());
+        }
+    }
+
+    let secs = |d: Duration| d.as_secs_f64();
+    println!();
+    println!(
+        "{} users, {} transactions, {} rules over one 90-day window{}",
+        args.users,
+        args.transactions,
+        rules.len(),
+        if args.filters {
+            ", each with its own category filter"
+        } else {
+            ""
+        }
+    );
+    println!("| measurement | time (s) |");
+    println!("|---|---|");
+    println!("| one aggregate rule (engine) | {:.2} |", secs(one));
+    println!(
+        "| {} rules sharing the window (engine) | {:.2} |",
+        rules.len(),
+        secs(shared)
+    );
+    println!(
+        "| {} rules one by one (standalone queries) | {:.2} |",
+        rules.len(),
+        secs(naive)
+    );
+    println!();
+    println!(
+        "{} rules through the engine / one rule: {:.2}x (target <= 3x)",
+        rules.len(),
+        secs(shared) / secs(one)
+    );
+    println!(
+        "one by one / through the engine: {:.1}x",
+        secs(naive) / secs(shared)
+    );
+    Ok(())
+}
