@@ -6,7 +6,6 @@
 
 mod cli;
 mod commands;
-mod engine;
 mod exit;
 mod output;
 mod progress;

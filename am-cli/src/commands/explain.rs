@@ -1,50 +1,32 @@
 //! `am rules explain`: how a rule is computed: the plan in stages, the reuse the
 //! DependencyFinder found with its reason, and the SQL of every node (`--dot`: Graphviz).
 
+use anyhow::Context as _;
+
 use super::Context;
-use crate::engine;
 use crate::output;
 
 pub fn run(ctx: &Context, key: &str, dot: bool) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let rule = super::rules::resolve(&store, key)?;
-    let explained = engine::explain(&store, rule.id)?;
+    let explained = store.explain(rule.id).context("cannot plan the rule")?;
     if dot {
-        return output::print(&explained.plan.to_dot());
+        return output::print(&explained.dot);
     }
     if ctx.json {
-        let nodes: Vec<_> = explained
-            .plan
-            .nodes
-            .iter()
-            .map(|n| {
-                serde_json::json!({
-                    "rule_id": n.rule_id,
-                    "rule_name": n.rule_name,
-                    "upstream": n.upstream,
-                    "reuse": n.reuse,
-                    "sql": explained.sql.get(&n.rule_id),
-                })
-            })
-            .collect();
         return output::json(&serde_json::json!({
-            "text": explained.plan.to_string(),
-            "dot": explained.plan.to_dot(),
-            "nodes": nodes,
+            "text": explained.plan_text,
+            "dot": explained.dot,
+            "nodes": explained.nodes,
         }));
     }
     let mut out = format!(
         "plan for #{} {:?}\n{}",
-        rule.id, rule.spec.rule_name, explained.plan
+        rule.id, rule.spec.rule_name, explained.plan_text
     );
-    for n in &explained.plan.nodes {
+    for n in &explained.nodes {
         out.push_str(&format!("\nsql of #{} {}\n", n.rule_id, n.rule_name));
-        for line in explained
-            .sql
-            .get(&n.rule_id)
-            .map_or("", String::as_str)
-            .lines()
-        {
+        for line in n.sql.lines() {
             out.push_str("  ");
             out.push_str(line);
             out.push('\n');

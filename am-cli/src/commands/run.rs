@@ -4,6 +4,7 @@ use am_core::expr::Timestamp;
 use am_sql::Store;
 use am_sql::refresh::{NodeStatus, RefreshReport, RefreshRequest, RefreshTargets};
 use am_sql::runs::RunTrigger;
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::Context;
@@ -50,7 +51,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 /// Refreshes with progress bars; shared with `am demo`.
 pub fn refresh(store: &Store, request: RefreshRequest) -> anyhow::Result<RefreshReport> {
     let bars = Bars::new();
-    crate::engine::refresh(store, &request, &bars)
+    store.refresh(&request, &bars).context("cannot refresh")
 }
 
 /// The result table, with a line saying what was refreshed as of when.
