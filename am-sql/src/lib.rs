@@ -1,6 +1,7 @@
 //! Audience Manager SQL engine: schema and migrations, the rule store, the segment catalog,
 //! run history, data generation and import, plan rendering with sea-query, and refresh.
 
+pub mod bind;
 pub mod catalog;
 pub mod datagen;
 pub mod db;

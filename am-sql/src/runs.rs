@@ -4,7 +4,6 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sea_query::{Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
-use sea_query_rusqlite::RusqliteBinder;
 use serde::Serialize;
 
 use am_core::rule::RuleId;
@@ -325,11 +324,14 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run>> {
     if let Some(status) = filter.status {
         query.and_where(Expr::col("status").eq(status.as_str()));
     }
-    let (sql, values) = query.build_rusqlite(SqliteQueryBuilder);
+    let (sql, values) = query.build(SqliteQueryBuilder);
     let mut stmt = conn.prepare(&sql)?;
-    stmt.query_map(&*values.as_params(), raw_run)?
-        .map(|r| r.map_err(Error::from).and_then(finish))
-        .collect()
+    stmt.query_map(
+        rusqlite::params_from_iter(crate::bind::params(values)),
+        raw_run,
+    )?
+    .map(|r| r.map_err(Error::from).and_then(finish))
+    .collect()
 }
 
 /// The newest run of a rule, if any.

@@ -1,5 +1,5 @@
 //! SQLite, the embedded default: statements through sea-query's SQLite builder, values bound
-//! with sea-query-rusqlite, and the atomic swap of a segment table.
+//! with our binder (`crate::bind`), and the atomic swap of a segment table.
 //!
 //! A segment is built into `segment_output_<id>__next`, then swapped in by one `IMMEDIATE`
 //! transaction that counts who entered and left, drops the old table, renames the next one
@@ -10,7 +10,6 @@
 use am_core::rule::RuleId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use sea_query::{SelectStatement, SqliteQueryBuilder, TableCreateStatement, Values};
-use sea_query_rusqlite::{RusqliteValue, RusqliteValues};
 
 use super::{Dialect, create_next_table, insert_next, next_table_name};
 use crate::catalog::segment_table_name;
@@ -54,13 +53,13 @@ impl Dialect for Sqlite {
 }
 
 /// sea-query's values as rusqlite parameters.
-fn bind(values: Values) -> RusqliteValues {
-    RusqliteValues(values.into_iter().map(RusqliteValue).collect())
+fn bind(values: Values) -> rusqlite::ParamsFromIter<impl Iterator<Item = crate::bind::Param>> {
+    rusqlite::params_from_iter(crate::bind::params(values))
 }
 
 /// Runs a statement with its values bound; returns the number of rows changed.
 pub fn execute(conn: &Connection, (sql, values): (String, Values)) -> Result<usize> {
-    Ok(conn.execute(&sql, &*bind(values).as_params())?)
+    Ok(conn.execute(&sql, bind(values))?)
 }
 
 /// The `user_id`s a select returns, in ascending order.
@@ -68,7 +67,7 @@ pub fn member_ids(conn: &Connection, select: &SelectStatement) -> Result<Vec<i64
     let (sql, values) = Sqlite.build(select);
     let mut stmt = conn.prepare(&format!("SELECT user_id FROM ({sql}) ORDER BY user_id"))?;
     let ids = stmt
-        .query_map(&*bind(values).as_params(), |r| r.get(0))?
+        .query_map(bind(values), |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
 }
@@ -78,7 +77,7 @@ pub fn count(conn: &Connection, select: &SelectStatement) -> Result<i64> {
     let (sql, values) = Sqlite.build(select);
     Ok(conn.query_row(
         &format!("SELECT count(*) FROM ({sql})"),
-        &*bind(values).as_params(),
+        bind(values),
         |r| r.get(0),
     )?)
 }
