@@ -129,6 +129,14 @@ pub struct PageQuery {
     pub per_page: Option<i64>,
 }
 
+/// `POST /api/rules/preview?rule_id=N`: the stored rule the previewed body would replace.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// When editing: the rule being edited (absent for a new rule).
+    pub rule_id: Option<i64>,
+}
+
 /// Pagination that passed validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {

@@ -11,7 +11,6 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod repo;
 pub mod scheduler;
 pub mod state;
 pub mod ui;

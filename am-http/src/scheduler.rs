@@ -18,8 +18,10 @@ use std::time::Duration;
 use am_core::rule::RuleId;
 use am_core::schedule::Schedule;
 use am_sql::Store;
+use am_sql::refresh::{NodeStatus, RefreshRequest, RefreshTargets};
+use am_sql::rules::StoredRule;
 use am_sql::runs::{RunId, RunTrigger};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -200,7 +202,7 @@ impl Scheduler {
     ) -> Result<(Vec<(RuleId, Triggered)>, Option<DateTime<Utc>>), SchedulerError> {
         let store = self.inner.store.clone();
         let (rules, last_scheduled) = tokio::task::spawn_blocking(move || {
-            let rules = crate::repo::all_rules(&store)?;
+            let rules = store.all_rules()?;
             let mut last = HashMap::new();
             for rule in &rules {
                 if rule.spec.schedule.is_some() {
@@ -400,7 +402,7 @@ fn last_scheduled_fire(
 }
 
 /// `due` ordered so every rule comes after the due rules it depends on (ties by id).
-fn dependency_order(rules: &[crate::repo::RuleRecord], due: &[RuleId]) -> Vec<RuleId> {
+fn dependency_order(rules: &[StoredRule], due: &[RuleId]) -> Vec<RuleId> {
     let due_set: HashSet<RuleId> = due.iter().copied().collect();
     let deps: HashMap<RuleId, Vec<RuleId>> = rules
         .iter()
@@ -457,7 +459,7 @@ fn execute(
     rule_id: RuleId,
     as_of: DateTime<Utc>,
 ) -> Result<(), am_sql::Error> {
-    let result = crate::repo::refresh_run(store, run_id, rule_id, as_of.naive_utc());
+    let result = refresh_run(store, run_id, rule_id, as_of.naive_utc());
     if let Err(e) = &result {
         // The refresh records its own failure when it got that far; this covers errors
         // before it could (the rule deleted meanwhile, the database locked).
@@ -472,13 +474,37 @@ fn execute(
     result
 }
 
+/// Refreshes `rule_id` (and its stale upstream, in plan order) as the queued run `run_id`.
+fn refresh_run(
+    store: &Store,
+    run_id: RunId,
+    rule_id: RuleId,
+    as_of: NaiveDateTime,
+) -> Result<(), am_sql::Error> {
+    // Refreshing an unknown rule would fail to plan; say plainly that it is gone.
+    store.rule(rule_id)?;
+    let mut request = RefreshRequest::new(RefreshTargets::Rules(vec![rule_id]), RunTrigger::Api);
+    request.as_of = Some(as_of.with_nanosecond(0).unwrap_or(as_of));
+    request.runs.insert(rule_id, run_id);
+    let report = store.refresh(&request, &am_sql::NoProgress)?;
+    match report.node(rule_id) {
+        Some(node) if node.status == NodeStatus::Succeeded => Ok(()),
+        Some(node) => Err(am_sql::Error::Refused(
+            node.error
+                .clone()
+                .unwrap_or_else(|| "refresh failed".into()),
+        )),
+        None => Err(am_sql::Error::Refused("the rule was not refreshed".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn due_rules_are_ordered_after_their_due_dependencies() {
-        let rule = |id: RuleId, deps: Vec<RuleId>| crate::repo::RuleRecord {
+        let rule = |id: RuleId, deps: Vec<RuleId>| StoredRule {
             id,
             spec: am_core::rule::RuleSpec {
                 rule_name: format!("r{id}"),

@@ -432,8 +432,10 @@ pub struct Explain {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Preview {
     pub audience_size: i64,
-    /// The plan of the rule and what it is built from, as text.
-    pub plan_text: String,
+    /// The id the rule has in `plan`: the edited rule's, or one no stored rule has.
+    pub rule_id: RuleId,
+    /// The plan of the rule and what it is built from, with the SQL of every node.
+    pub plan: Explain,
     /// How the planner would reuse existing segments for it.
     pub reuse: Option<Reuse>,
     /// A self-contained SELECT (dependencies inlined) that returns the members.
@@ -472,13 +474,15 @@ fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner> {
 }
 
 /// A set expression with every segment replaced by its rule's own definition, recursively:
-/// self-contained, and exact whatever the state of the stored segments.
+/// self-contained, and exact whatever the state of the stored segments. `depth` counts the
+/// segments inlined on the way here.
 fn inline_segments(s: &SetExpr, rules: &BTreeMap<RuleId, EngineRule>, depth: usize) -> SetExpr {
-    let go = |x: &SetExpr| inline_segments(x, rules, depth + 1);
+    let go = |x: &SetExpr| inline_segments(x, rules, depth);
     match s {
-        // Dependencies are acyclic (the planner checked); the depth bound is a guard only.
+        // Dependencies are acyclic (the planner checked), so a chain of segments is shorter
+        // than the rule set; the depth bound is a guard only.
         SetExpr::Segment(id) if depth <= rules.len() => match rules.get(id) {
-            Some(r) => go(&rule_set_expr(&r.rule)),
+            Some(r) => inline_segments(&rule_set_expr(&r.rule), rules, depth + 1),
             None => s.clone(),
         },
         SetExpr::AllUsers | SetExpr::Segment(_) => s.clone(),
@@ -528,44 +532,43 @@ impl Store {
         )
     }
 
-    /// A rule's plan with the SQL of every node (values inlined, aggregates standalone).
+    /// A rule's plan with the SQL of every node (values inlined, aggregates standalone);
+    /// `NotFound` if there is no such rule.
     pub fn explain(&self, rule_id: RuleId) -> Result<Explain> {
         let conn = self.connection()?;
         let rules = engine_rules(&conn)?;
+        if !rules.contains_key(&rule_id) {
+            return Err(crate::error::Error::not_found_id("rule", rule_id));
+        }
         let plan = planner_of(&rules)?.plan_for(&[rule_id])?;
-        let ctx = RenderContext {
-            as_of: now_as_of(),
-            aggregates: Aggregates::Standalone,
-        };
-        let nodes = plan
-            .nodes
-            .iter()
-            .map(|n| ExplainNode {
-                rule_id: n.rule_id,
-                rule_name: n.rule_name.clone(),
-                upstream: n.upstream.clone(),
-                reuse: n.reuse.clone(),
-                sql: Sqlite.inline(&render_set(&n.compute, &ctx)),
-            })
-            .collect();
-        Ok(Explain {
-            plan_text: plan.to_string(),
-            dot: plan.to_dot(),
-            nodes,
-        })
+        Ok(explain_plan(&plan, now_as_of()))
     }
 
     /// Plans an unsaved rule against the stored ones and counts its members now, writing
     /// nothing.
-    pub fn preview(&self, spec: &RuleSpec, as_of: Option<Timestamp>) -> Result<Preview> {
+    ///
+    /// `editing` names the stored rule the candidate would replace: the candidate is planned
+    /// under that id instead of the saved version, so it is never "reused" from itself, the
+    /// rules built from it see the candidate, and a dependency cycle through it is an error.
+    /// `NotFound` if there is no such rule.
+    pub fn preview(
+        &self,
+        spec: &RuleSpec,
+        editing: Option<RuleId>,
+        as_of: Option<Timestamp>,
+    ) -> Result<Preview> {
         let checked = check_rule(spec)?;
         let conn = self.connection()?;
         let mut rules = engine_rules(&conn)?;
-        // An id no stored rule has, for the rule being previewed.
-        let id = rules
-            .keys()
-            .next_back()
-            .map_or(1, |last| last.saturating_add(1));
+        let id = match editing {
+            Some(id) if rules.contains_key(&id) => id,
+            Some(id) => return Err(crate::error::Error::not_found_id("rule", id)),
+            // An id no stored rule has, for the rule being previewed.
+            None => rules
+                .keys()
+                .next_back()
+                .map_or(1, |last| last.saturating_add(1)),
+        };
         rules.insert(
             id,
             EngineRule {
@@ -583,16 +586,41 @@ impl Store {
             .find(|n| n.rule_id == id)
             .and_then(|n| n.reuse.clone());
         let compute = inline_segments(&rule_set_expr(&checked), &rules, 0);
+        let as_of = as_of.unwrap_or_else(now_as_of);
         let ctx = RenderContext {
-            as_of: as_of.unwrap_or_else(now_as_of),
+            as_of,
             aggregates: Aggregates::Standalone,
         };
         let select = render_set(&compute, &ctx);
         Ok(Preview {
             audience_size: sqlite::count(&conn, &select)?,
-            plan_text: plan.to_string(),
+            rule_id: id,
+            plan: explain_plan(&plan, as_of),
             reuse,
             sql: Sqlite.inline(&select),
         })
+    }
+}
+
+/// A plan with the standalone SQL of every node.
+fn explain_plan(plan: &Plan, as_of: Timestamp) -> Explain {
+    let ctx = RenderContext {
+        as_of,
+        aggregates: Aggregates::Standalone,
+    };
+    Explain {
+        plan_text: plan.to_string(),
+        dot: plan.to_dot(),
+        nodes: plan
+            .nodes
+            .iter()
+            .map(|n| ExplainNode {
+                rule_id: n.rule_id,
+                rule_name: n.rule_name.clone(),
+                upstream: n.upstream.clone(),
+                reuse: n.reuse.clone(),
+                sql: Sqlite.inline(&render_set(&n.compute, &ctx)),
+            })
+            .collect(),
     }
 }

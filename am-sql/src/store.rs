@@ -2,17 +2,64 @@
 //! use. It holds only the path and opens a connection per operation, so it is cheap to clone
 //! and share across threads; WAL mode lets readers proceed while a refresh writes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::Connection;
 
+use am_core::plan::Reuse;
+use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::RuleId;
 
 use crate::catalog::{self, Member, Page, Segment, SegmentId, Summary};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::rules::StoredRule;
 use crate::runs::{self, Run, RunFilter, RunId, RunTrigger};
+
+/// Every stored rule with the reuse the planner finds for each: what views of rules show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    /// Every rule, by id.
+    pub rules: Vec<StoredRule>,
+    /// How the planner answers rules from other segments, over all current rules (as a
+    /// refresh plans them); `Err` with the reason when the stored rules cannot be planned.
+    pub reuses: std::result::Result<BTreeMap<RuleId, Reuse>, String>,
+}
+
+impl RuleSet {
+    fn plan(rules: Vec<StoredRule>) -> RuleSet {
+        let reuses = rules
+            .iter()
+            .map(|r| {
+                let mut rule = r.checked()?;
+                rule.name.clone_from(&r.spec.rule_name);
+                Ok(RuleInput { id: r.id, rule })
+            })
+            .collect::<Result<Vec<_>>>()
+            .and_then(|inputs| Ok(Planner::new(inputs, PlanOptions { reuse: true })?))
+            .map(|planner| {
+                planner
+                    .plan_all()
+                    .nodes
+                    .into_iter()
+                    .filter_map(|n| n.reuse.map(|r| (n.rule_id, r)))
+                    .collect()
+            })
+            .map_err(|e| e.to_string());
+        RuleSet { rules, reuses }
+    }
+
+    /// A rule's name, if it exists.
+    pub fn name_of(&self, id: RuleId) -> Option<&str> {
+        self.rules
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .and_then(|i| self.rules.get(i))
+            .map(|r| r.spec.rule_name.as_str())
+    }
+}
 
 /// A handle on one Audience Manager database.
 #[derive(Debug, Clone)]
@@ -74,6 +121,13 @@ impl Store {
     /// Up to `limit` members of a segment with their name and email.
     pub fn sample(&self, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
         catalog::sample(&self.connection()?, id, limit)
+    }
+
+    /// Every stored rule with the reuse the planner finds for each.
+    pub fn rule_set(&self) -> Result<Arc<RuleSet>> {
+        Ok(Arc::new(RuleSet::plan(crate::rules::all_rules(
+            &self.connection()?,
+        )?)))
     }
 
     /// Users, transactions and total spend over both transaction tables.

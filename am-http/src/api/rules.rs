@@ -1,20 +1,23 @@
 //! `/api/rules`: the seed's rule endpoints, plus delete, preview and plan.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use am_core::plan::Reuse;
 use am_core::plan_display::reuse_kind_name;
 use am_core::rule::RuleId;
 use am_core::schedule::Schedule;
+use am_sql::refresh::Explain;
+use am_sql::rules::StoredRule;
 use am_sql::runs::RunTrigger;
+use am_sql::store::RuleSet;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiPath, ApiQuery, PageQuery, RuleBody};
-use crate::repo::{self, Explained, RuleRecord};
+use crate::extract::{ApiPath, ApiQuery, PageQuery, PreviewQuery, RuleBody};
 use crate::scheduler::SchedulerError;
 use crate::state::AppState;
 use crate::views::{
@@ -23,7 +26,7 @@ use crate::views::{
 };
 
 /// Names of rules by id, for references in views.
-pub(crate) fn names(rules: &[RuleRecord]) -> HashMap<RuleId, String> {
+pub(crate) fn names(rules: &[StoredRule]) -> HashMap<RuleId, String> {
     rules
         .iter()
         .map(|r| (r.id, r.spec.rule_name.clone()))
@@ -54,14 +57,22 @@ pub(crate) fn reuse_view(reuse: &Reuse, names: &HashMap<RuleId, String>) -> Reus
 
 /// Everything a rule's view needs beyond the rule, read once per request.
 struct Context {
+    rules: Arc<RuleSet>,
+    /// Empty when the stored rules cannot be planned.
     names: HashMap<RuleId, String>,
-    reuses: HashMap<RuleId, Reuse>,
     now: DateTime<Utc>,
+}
+
+impl Context {
+    fn reuses(&self) -> &BTreeMap<RuleId, Reuse> {
+        static NONE: BTreeMap<RuleId, Reuse> = BTreeMap::new();
+        self.rules.reuses.as_ref().unwrap_or(&NONE)
+    }
 }
 
 fn rule_view(
     store: &am_sql::Store,
-    record: RuleRecord,
+    record: StoredRule,
     ctx: &Context,
 ) -> Result<RuleView, ApiError> {
     let conn = store.connection()?;
@@ -91,7 +102,7 @@ fn rule_view(
         last_run,
         segment_id,
         reuses: ctx
-            .reuses
+            .reuses()
             .get(&record.id)
             .map(|r| vec![reuse_view(r, &ctx.names)])
             .unwrap_or_default(),
@@ -99,15 +110,14 @@ fn rule_view(
 }
 
 fn context(store: &am_sql::Store, now: DateTime<Utc>) -> Result<Context, ApiError> {
-    let all = repo::all_rules(store)?;
+    let rules = store.rule_set()?;
     // Reuse is an optimisation: if planning fails the views still answer, without it.
-    let reuses = repo::reuses(store).unwrap_or_else(|e| {
+    if let Err(e) = &rules.reuses {
         tracing::warn!(error = %e, "could not plan rules for reuse information");
-        HashMap::new()
-    });
+    }
     Ok(Context {
-        names: names(&all),
-        reuses,
+        names: names(&rules.rules),
+        rules,
         now,
     })
 }
@@ -123,7 +133,7 @@ pub async fn list_rules(
     let now = state.scheduler.clock().now();
     let view = state
         .blocking(move |store| {
-            let rules = repo::list_rules(store, page.page, page.per_page)?;
+            let rules = store.list_rules(page.page, page.per_page)?;
             let ctx = context(store, now)?;
             let items = rules
                 .items
@@ -173,7 +183,7 @@ pub async fn get_rule(
     let now = state.scheduler.clock().now();
     let view = state
         .blocking(move |store| {
-            let record = repo::rule(store, id)?;
+            let record = store.rule(id)?;
             let ctx = context(store, now)?;
             rule_view(store, record, &ctx)
         })
@@ -242,12 +252,11 @@ pub async fn trigger_rule(
     ))
 }
 
-pub(crate) fn plan_view(explained: &Explained, names: &HashMap<RuleId, String>) -> PlanView {
-    let plan = &explained.plan;
+pub(crate) fn plan_view(explained: &Explain, names: &HashMap<RuleId, String>) -> PlanView {
     PlanView {
-        text: plan.to_string(),
-        dot: plan.to_dot(),
-        nodes: plan
+        text: explained.plan_text.clone(),
+        dot: explained.dot.clone(),
+        nodes: explained
             .nodes
             .iter()
             .map(|n| PlanNodeView {
@@ -255,31 +264,34 @@ pub(crate) fn plan_view(explained: &Explained, names: &HashMap<RuleId, String>) 
                 rule_name: n.rule_name.clone(),
                 upstream: n.upstream.clone(),
                 reuse: n.reuse.as_ref().map(|r| reuse_view(r, names)),
-                sql: explained.sql.get(&n.rule_id).cloned().unwrap_or_default(),
+                sql: n.sql.clone(),
             })
             .collect(),
     }
 }
 
 /// Validate a rule and say how many users it would select now, with its plan, without
-/// saving it.
-#[utoipa::path(post, path = "/api/rules/preview", tag = "rules",
+/// saving it. With `rule_id`, the rule is an edit of that stored rule: it is planned in place
+/// of the saved version (never reusing it, 422 for a dependency cycle through it).
+#[utoipa::path(post, path = "/api/rules/preview", tag = "rules", params(PreviewQuery),
     request_body(content = Object, description = "a rule (contract section 2)"),
-    responses((status = 200, body = PreviewView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = PreviewView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn preview_rule(
     State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
     RuleBody { spec, .. }: RuleBody,
 ) -> Result<Json<PreviewView>, ApiError> {
     let as_of = state.scheduler.clock().now().naive_utc();
     let view = state
         .blocking(move |store| {
             let rule_name = spec.rule_name.clone();
-            let previewed = repo::preview(store, &spec, as_of)?;
-            let mut names = names(&repo::all_rules(store)?);
-            names.insert(previewed.target, rule_name);
+            let previewed = store.preview(&spec, query.rule_id, Some(as_of))?;
+            let mut names = names(&store.rule_set()?.rules);
+            names.insert(previewed.rule_id, rule_name);
             Ok(PreviewView {
                 audience_size: previewed.audience_size,
-                plan: plan_view(&previewed.explained, &names),
+                plan: plan_view(&previewed.plan, &names),
                 reuses: previewed
                     .reuse
                     .iter()
@@ -301,8 +313,8 @@ pub async fn rule_plan(
 ) -> Result<Json<PlanView>, ApiError> {
     let view = state
         .blocking(move |store| {
-            let explained = repo::explain(store, id)?;
-            let names = names(&repo::all_rules(store)?);
+            let explained = store.explain(id)?;
+            let names = names(&store.rule_set()?.rules);
             Ok(plan_view(&explained, &names))
         })
         .await?;

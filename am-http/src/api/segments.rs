@@ -16,7 +16,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::rules::{name_of, names};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery, PageQuery};
-use crate::repo;
 use crate::state::AppState;
 use crate::views::{
     Lineage, LineageEdge, LineageNode, RuleRef, SampleData, SegmentDetail, SegmentPage,
@@ -30,7 +29,7 @@ const SAMPLE_ROWS: u32 = 100;
 /// slow client holds little memory.
 const EXPORT_CHUNK_ROWS: usize = 1000;
 
-fn depends_on_of(rules: &[repo::RuleRecord]) -> HashMap<i64, Vec<i64>> {
+fn depends_on_of(rules: &[am_sql::rules::StoredRule]) -> HashMap<i64, Vec<i64>> {
     rules
         .iter()
         .map(|r| (r.id, r.spec.depends_on.clone()))
@@ -49,7 +48,7 @@ pub async fn list_segments(
         .blocking(move |store| {
             let conn = store.connection()?;
             let segments = am_sql::catalog::list_segments(&conn, page.page, page.per_page)?;
-            let rules = repo::all_rules(store)?;
+            let rules = store.all_rules()?;
             let names = names(&rules);
             let deps = depends_on_of(&rules);
             let items = segments
@@ -82,7 +81,7 @@ pub async fn get_segment(
         .blocking(move |store| {
             let conn = store.connection()?;
             let seg = am_sql::catalog::segment(&conn, id)?;
-            let rules = repo::all_rules(store)?;
+            let rules = store.all_rules()?;
             let names = names(&rules);
             let deps = depends_on_of(&rules);
             let d = deps
@@ -135,8 +134,8 @@ pub async fn lineage(
         .blocking(move |store| {
             let conn = store.connection()?;
             let target = am_sql::catalog::segment(&conn, id)?;
-            let explained = repo::explain(store, target.rule_id)?;
-            let rules = repo::all_rules(store)?;
+            let explained = store.explain(target.rule_id)?;
+            let rules = store.all_rules()?;
             let deps = depends_on_of(&rules);
             let operations: HashMap<i64, Option<String>> = rules
                 .iter()
@@ -149,7 +148,7 @@ pub async fn lineage(
                     .collect();
             let mut nodes = Vec::new();
             let mut edges = Vec::new();
-            for node in &explained.plan.nodes {
+            for node in &explained.nodes {
                 let seg = segments.get(&node.rule_id);
                 nodes.push(LineageNode {
                     rule_id: node.rule_id,

@@ -705,6 +705,7 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
                 "preview",
                 serde_json::json!([{"field": "total_spend", "operator": ">", "value": 2000}]),
             ),
+            None,
             Some(ts(AS_OF)),
         )
         .unwrap();
@@ -718,9 +719,92 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
     narrowed.operation = Some("UNION".into());
     assert_eq!(
         store
-            .preview(&narrowed, Some(ts(AS_OF)))
+            .preview(&narrowed, None, Some(ts(AS_OF)))
             .unwrap()
             .audience_size,
         1
     );
+}
+
+#[test]
+fn preview_of_an_edited_rule_replaces_its_saved_version() {
+    let db = money_db();
+    let store = &db.store;
+    let over_1000 = store
+        .create_rule(&spec(
+            "over 1000",
+            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 1000}]),
+        ))
+        .unwrap();
+    let mut tier_2 = spec(
+        "over 1000 tier 2",
+        serde_json::json!([{"field": "city_tier", "operator": "=", "value": 2}]),
+    );
+    tier_2.depends_on = vec![over_1000];
+    let tier_2 = store.create_rule(&tier_2).unwrap();
+    let same = spec(
+        "over 1000 again",
+        serde_json::json!([{"field": "total_spend", "operator": ">", "value": 1000}]),
+    );
+
+    // A new rule with the saved conditions is answered from the saved segment...
+    let new = store.preview(&same, None, Some(ts(AS_OF))).unwrap();
+    assert_eq!(new.reuse.map(|r| r.parents), Some(vec![over_1000]));
+    assert!(new.rule_id > tier_2, "a fresh id: {}", new.rule_id);
+    assert_eq!(new.audience_size, 1);
+
+    // ...but the same rule being edited is not answered from its own saved version.
+    let edited = store
+        .preview(&same, Some(over_1000), Some(ts(AS_OF)))
+        .unwrap();
+    assert_eq!(edited.rule_id, over_1000);
+    assert_eq!(edited.reuse, None);
+    assert_eq!(edited.audience_size, 1);
+    let planned: Vec<(RuleId, &str)> = edited
+        .plan
+        .nodes
+        .iter()
+        .map(|n| (n.rule_id, n.rule_name.as_str()))
+        .collect();
+    assert_eq!(planned, vec![(over_1000, "over 1000 again")]);
+
+    // The candidate's conditions, not the saved ones, decide the count: user 1's purchases
+    // add up to exactly 1000.00.
+    let loosened = spec(
+        "over 1000",
+        serde_json::json!([{"field": "total_spend", "operator": ">=", "value": 1000}]),
+    );
+    let loosened = store
+        .preview(&loosened, Some(over_1000), Some(ts(AS_OF)))
+        .unwrap();
+    assert_eq!(loosened.audience_size, 2);
+    assert_eq!(loosened.reuse, None);
+    assert!(loosened.sql.contains(">= 1000"), "{}", loosened.sql);
+
+    // Depending on a rule built from itself is a cycle through the edited rule.
+    let mut cyclic = spec("over 1000", serde_json::Value::Null);
+    cyclic.depends_on = vec![tier_2];
+    match store.preview(&cyclic, Some(over_1000), Some(ts(AS_OF))) {
+        Err(am_sql::Error::Plan(am_core::error::PlanError::Cycle { rules })) => {
+            let ids: Vec<RuleId> = rules.iter().map(|(id, _)| *id).collect();
+            assert_eq!(ids, vec![over_1000, tier_2]);
+        }
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+    // Without `editing` the same rule is new, and there is no cycle.
+    let new_dependant = store.preview(&cyclic, None, Some(ts(AS_OF))).unwrap();
+    assert_eq!(
+        new_dependant.audience_size, 1,
+        "user 2: over 1000 and tier 2, through two inlined segments"
+    );
+
+    // An unknown rule is not found; nothing was written by any preview.
+    assert!(matches!(
+        store.preview(&same, Some(424_242), Some(ts(AS_OF))),
+        Err(am_sql::Error::NotFound { .. })
+    ));
+    let stored = store.rule(over_1000).unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.spec.rule_name, "over 1000");
+    assert_eq!(store.all_rules().unwrap().len(), 2);
 }
