@@ -8,10 +8,10 @@
 //! 2. fix the as-of time once, and fill one scratch table of per-user aggregates per
 //!    (source, window) the selected nodes read, so rules that aggregate the same transactions
 //!    share one scan instead of rescanning them each;
-//! 3. for each node in plan order: build `segment_output_<id>__next` from the shared
-//!    aggregates and upstream segments, then swap it in with the catalog row and the run's
-//!    success in one transaction. A node that fails keeps its old segment and catalog row,
-//!    records its error, and the nodes built from it are skipped.
+//! 3. for each node in plan order, in one transaction: build `segment_output_<id>__next`
+//!    from the shared aggregates and upstream segments, count who entered and left, swap it
+//!    in, and write the catalog row and the run's success. A node that fails keeps its old
+//!    segment and catalog row, records its error, and the nodes built from it are skipped.
 //!
 //! The catalog's `sql_query` is the same node rendered standalone (aggregates as subqueries,
 //! values inlined), so it can be pasted into `sqlite3` and returns exactly the members.
@@ -352,7 +352,8 @@ fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
     }
 }
 
-/// Builds one node's next table and swaps it in with its catalog row and run success.
+/// Builds one node's next table and swaps it in with its catalog row and run success, in one
+/// transaction.
 #[allow(clippy::too_many_arguments)]
 fn refresh_node(
     conn: &mut Connection,
@@ -375,15 +376,12 @@ fn refresh_node(
         aggregates: Aggregates::Standalone,
     };
     let sql_query = Sqlite.inline(&render_set(&node.compute, &standalone));
-    if let Err(e) = sqlite::build_next(conn, id, render_set(&node.compute, &shared)) {
-        let _ = sqlite::drop_next_of(conn, id);
-        return Err(e);
-    }
     let (name, description, version) = match rule {
         Some(r) => (r.name.clone(), r.description.clone(), r.version),
         None => (node.rule_name.clone(), None, 0),
     };
-    sqlite::swap_in(conn, id, |tx, counts| {
+    let select = render_set(&node.compute, &shared);
+    sqlite::refresh_segment(conn, id, select, |tx, counts| {
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         catalog::upsert_segment(
             tx,

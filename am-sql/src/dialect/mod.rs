@@ -9,7 +9,9 @@ pub mod postgres;
 pub mod sqlite;
 
 use am_core::rule::RuleId;
-use sea_query::{ColumnDef, Query, SelectStatement, Table, TableCreateStatement, Values};
+use sea_query::{
+    ColumnDef, Expr, Order, Query, SelectStatement, Table, TableCreateStatement, Values,
+};
 
 use crate::catalog::segment_table_name;
 use crate::render::USER_ID;
@@ -50,8 +52,17 @@ pub fn create_next_table(rule_id: RuleId) -> TableCreateStatement {
         .to_owned()
 }
 
-/// `INSERT INTO segment_output_<id>__next (user_id) <select>`.
-pub(crate) fn insert_next(rule_id: RuleId, select: SelectStatement) -> sea_query::InsertStatement {
+/// `INSERT INTO segment_output_<id>__next (user_id) <select> ORDER BY 1`.
+///
+/// In user_id order each row appends to the end of the table's B-tree. The order is free:
+/// SQLite's plans for segment selects already produce it, and it turns `UNION`, `INTERSECT`
+/// and `EXCEPT` into merges instead of temporary B-trees.
+pub(crate) fn insert_next(
+    rule_id: RuleId,
+    mut select: SelectStatement,
+) -> sea_query::InsertStatement {
+    // Positional, so it names the one result column of a compound select too.
+    select.order_by_expr(Expr::cust("1"), Order::Asc);
     let mut insert = Query::insert();
     insert
         .into_table(next_table_name(rule_id))
