@@ -1,7 +1,7 @@
 //! Rule schedules: standard 5-field crontab lines, 6-field lines with seconds, and the `@`
 //! names; the next fire time after an instant; a description in words for the UI.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -52,12 +52,14 @@ impl Schedule {
                 return Err(fail(format!("unknown name; allowed: {}", NAMES.join(", "))));
             }
         } else {
-            let fields = trimmed.split_whitespace().count();
-            if fields != 5 && fields != 6 {
+            let fields: Vec<&str> = trimmed.split_whitespace().collect();
+            if fields.len() != 5 && fields.len() != 6 {
                 return Err(fail(format!(
-                    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"
+                    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {}",
+                    fields.len()
                 )));
             }
+            check_ranges(&fields).map_err(fail)?;
         }
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
@@ -82,21 +84,61 @@ impl Schedule {
         &self.source
     }
 
-    /// The first fire time strictly after `after`, if any.
+    /// The first fire time strictly after `after`, if any, on a whole second.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+        let next = self.cron.find_next_occurrence(&after, false).ok()?;
+        // croner carries the start's fraction of a second over; fire times are whole seconds.
+        next.with_nanosecond(0)
     }
 
     /// The latest fire time at or before `at`, if any: the scheduler uses it to collapse
     /// every time missed during downtime into one catch-up run.
     pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_previous_occurrence(&at, true).ok()
+        let last = self.cron.find_previous_occurrence(&at, true).ok()?;
+        last.with_nanosecond(0)
     }
 
     /// The schedule in words, e.g. "At 00:00" for `0 0 * * *`.
     pub fn describe(&self) -> String {
         self.cron.describe()
     }
+}
+
+/// Checks the numbers of each field against its range, so the error names the field; croner's
+/// own message does not.
+fn check_ranges(fields: &[&str]) -> Result<(), String> {
+    const FIVE: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+        ("day-of-week", 0, 7),
+    ];
+    let seconds = ("second", 0, 59);
+    let specs: Vec<(&str, u32, u32)> = if fields.len() == 6 {
+        std::iter::once(seconds).chain(FIVE).collect()
+    } else {
+        FIVE.to_vec()
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(specs) {
+        for part in field.split(',') {
+            // After a `/` comes a step, not a value of the field.
+            let (values, step) = part.split_once('/').unwrap_or((part, ""));
+            if let Ok(n) = step.parse::<u32>() {
+                if n == 0 {
+                    return Err(format!("{name} step must be at least 1 in {field:?}"));
+                }
+            }
+            for value in values.split('-') {
+                if let Ok(n) = value.parse::<u32>() {
+                    if n < lo || n > hi {
+                        return Err(format!("{name} {n} is out of range {lo}-{hi}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lower_first(s: &str) -> String {
@@ -172,6 +214,14 @@ mod tests {
     }
 
     #[test]
+    fn fire_times_are_whole_seconds() {
+        let s = Schedule::parse("0 0 * * *").expect("daily");
+        let after = at(2025, 3, 4, 10, 0, 0) + chrono::Duration::nanoseconds(818_188_935);
+        assert_eq!(s.next_after(after), Some(at(2025, 3, 5, 0, 0, 0)));
+        assert_eq!(s.last_at_or_before(after), Some(at(2025, 3, 4, 0, 0, 0)));
+    }
+
+    #[test]
     fn missed_times_collapse_to_the_latest() {
         let s = Schedule::parse("@hourly").expect("hourly");
         assert_eq!(
@@ -188,7 +238,15 @@ mod tests {
         assert!(reason("0 0 * *").starts_with("expected 5 fields"));
         assert!(reason("0 0 0 * * * 2025").starts_with("expected 5 fields"));
         assert_eq!(reason("0 0 31 2 *"), "it never fires");
-        assert!(!reason("61 0 * * *").is_empty());
+        assert_eq!(reason("61 0 * * *"), "minute 61 is out of range 0-59");
+        assert_eq!(reason("0 0 0 * *"), "day-of-month 0 is out of range 1-31");
+        assert_eq!(reason("0 0 * 13 *"), "month 13 is out of range 1-12");
+        assert_eq!(reason("0 0 * * 1-8"), "day-of-week 8 is out of range 0-7");
+        assert_eq!(reason("60 0 0 * * *"), "second 60 is out of range 0-59");
+        assert_eq!(
+            reason("*/0 * * * *"),
+            "minute step must be at least 1 in \"*/0\""
+        );
         assert!(!reason("a b c d e").is_empty());
     }
 
