@@ -36,8 +36,10 @@ pub const DATA_TABLES: [&str; 3] = ["users", "credit_card_transactions", "upi_tr
 /// tables but not our application id), or was written by a newer version.
 pub fn open(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path).map_err(|e| Error::at_path(e, path))?;
-    configure(&conn, path)?;
+    // Check before configuring: `journal_mode = WAL` writes the file header, and another
+    // program's database must be left exactly as it was.
     check_ours(&conn, path)?;
+    configure(&conn, path)?;
     Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
     Ok(conn)
 }
@@ -52,6 +54,7 @@ pub fn connect(path: &Path) -> Result<Connection> {
         return Err(Error::NoDatabase(path.to_path_buf()));
     }
     let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::at_path(e, path))?;
+    check_ours(&conn, path)?;
     configure(&conn, path)?;
     Ok(conn)
 }
@@ -60,8 +63,6 @@ pub fn connect(path: &Path) -> Result<Connection> {
 /// NORMAL synchronous is durable across application crashes in WAL mode and much faster
 /// than FULL; foreign keys are off by default in SQLite.
 fn configure(conn: &Connection, path: &Path) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // The first statement that reads the file: "not a database" surfaces here.
     let _mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(|e| Error::at_path(e, path))?;
@@ -69,15 +70,19 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses files that are SQLite but not ours, before a migration writes into them.
+/// Refuses files that are not SQLite, or SQLite but not ours, before anything writes into
+/// them. Only reads: it runs before [`configure`] switches the journal mode.
 fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
-    let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let application_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let tables: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-        [],
-        |r| r.get(0),
-    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The first statements that read the file: "not a database" surfaces here.
+    let read = |sql: &str| -> Result<i64> {
+        conn.query_row(sql, [], |r| r.get(0))
+            .map_err(|e| Error::at_path(e, path))
+    };
+    let user_version = read("PRAGMA user_version")?;
+    let application_id = read("PRAGMA application_id")?;
+    let tables =
+        read("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")?;
     let fresh = user_version == 0 && application_id == 0 && tables == 0;
     if fresh {
         return Ok(());

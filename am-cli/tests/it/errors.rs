@@ -48,7 +48,13 @@ fn a_database_of_another_program_is_refused() {
     conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
         .expect("create");
     drop(conn);
-    for args in [vec!["init"], vec!["rules", "list"], vec!["demo"]] {
+    let before = std::fs::read(s.path("other.db")).expect("read");
+    for args in [
+        vec!["init"],
+        vec!["rules", "list"],
+        vec!["segments", "list"],
+        vec!["demo"],
+    ] {
         let out = run(s.am().args(["--db", "other.db"]).args(&args));
         assert_eq!(out.code, 1, "{args:?}");
         one_line_error(&out);
@@ -58,6 +64,12 @@ fn a_database_of_another_program_is_refused() {
             "{args:?}: {}",
             out.stderr
         );
+        // The other program's file is left byte for byte as it was, journal mode included.
+        let after = std::fs::read(s.path("other.db")).expect("read");
+        assert!(after == before, "{args:?} changed other.db");
+        assert!(!s.path("other.db-wal").exists(), "{args:?}");
+        assert!(!s.path("other.db-shm").exists(), "{args:?}");
+        assert!(!s.path("other.db-journal").exists(), "{args:?}");
     }
 }
 

@@ -584,3 +584,23 @@ fn readers_see_the_last_commit_while_a_writer_is_busy() {
     tx.commit().unwrap();
     assert_eq!(store.rule(a).unwrap().spec.rule_name, "During");
 }
+
+#[test]
+fn a_refused_database_of_another_program_is_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE foo (id INTEGER PRIMARY KEY); INSERT INTO foo VALUES (1);")
+        .unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let err = Store::open(&other).unwrap_err();
+    assert!(matches!(err, Error::NotOurDatabase(_)), "{err:?}");
+    let err = db::connect(&other).unwrap_err();
+    assert!(matches!(err, Error::NotOurDatabase(_)), "{err:?}");
+    assert!(std::fs::read(&other).unwrap() == before, "other.db changed");
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let side = dir.path().join(format!("other.db{suffix}"));
+        assert!(!side.exists(), "{} was left behind", side.display());
+    }
+}
