@@ -191,6 +191,22 @@ describe('web UI', () => {
     expectNoConsoleErrors();
   });
 
+  it('previews an edited rule in place of its saved version', async () => {
+    const loyal = (await api('GET', '/rules?per_page=100')).items.find((r) => r.rule_name === LOYAL);
+    const preview = page.waitForResponse((r) => r.url().includes('/api/rules/preview?') && r.status() === 200);
+    await go(`/rules/edit/${loyal.id}`);
+    const response = await preview;
+    assert.equal(new URL(response.url()).searchParams.get('rule_id'), String(loyal.id));
+    const body = await response.json();
+    // Its own saved version is not offered; the parent it narrows still is.
+    const parents = body.reuses.flatMap((x) => x.parents.map((p) => p.id));
+    assert.deepEqual(parents, [parent.id]);
+    assert.ok(body.plan.nodes.some((n) => n.rule_id === loyal.id), 'planned under its own id');
+    await page.locator('.preview li', { hasText: PARENT }).waitFor();
+    assert.equal(await page.locator('.preview li').count(), 1, 'one reuse: the parent');
+    expectNoConsoleErrors();
+  });
+
   it('shows server validation errors next to the inputs they concern', async () => {
     page.allowStatus = new Set([409, 422]);
     await go('/rules/new');

@@ -293,3 +293,93 @@ async fn preview_and_plan_explain_without_saving() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn preview_while_editing_plans_the_candidate_in_place_of_the_saved_rule() {
+    let s = TestServer::start().await;
+    let base = s.create_rule(&rule("Big spenders")).await;
+    let mut child = rule("Big tier-1 spenders");
+    child["depends_on"] = json!([base]);
+    child["conditions"] = json!([{"field": "city_tier", "operator": "=", "value": 1}]);
+    let child = s.create_rule(&child).await;
+
+    // As a new rule, the saved conditions are answered from the saved rule's segment.
+    let (status, new) = s
+        .post_json("/api/rules/preview", &rule("Big spenders"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{new}");
+    assert_eq!(new["reuses"][0]["kind"], "equal", "{new}");
+    assert_eq!(
+        new["reuses"][0]["parents"],
+        json!([{"id": base, "rule_name": "Big spenders"}])
+    );
+
+    // As an edit of that rule, it is planned under its own id and never reuses itself.
+    let edit = format!("/api/rules/preview?rule_id={base}");
+    let (status, same) = s.post_json(&edit, &rule("Big spenders")).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["reuses"], json!([]), "{same}");
+    assert_eq!(same["audience_size"], new["audience_size"]);
+    let nodes = same["plan"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{same}");
+    assert_eq!(nodes[0]["rule_id"], base);
+    assert_eq!(nodes[0]["reuse"], json!(null));
+
+    // The edited conditions decide the count, and saving them builds exactly that audience.
+    let mut edited_rule = rule("Big spenders");
+    edited_rule["conditions"] = json!([
+        {"field": "total_spend", "operator": ">", "value": 1000},
+        {"field": "city_tier", "operator": "=", "value": 2}
+    ]);
+    let (status, edited) = s.post_json(&edit, &edited_rule).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["reuses"], json!([]), "{edited}");
+    let edited_size = edited["audience_size"].as_i64().expect("audience_size");
+    let saved_size = new["audience_size"].as_i64().expect("audience_size");
+    assert!(
+        (1..saved_size).contains(&edited_size),
+        "0 < {edited_size} < {saved_size}"
+    );
+
+    // A dependency that leads back to the edited rule is a cycle through it.
+    let mut cyclic = rule("Big spenders");
+    cyclic["depends_on"] = json!([child]);
+    let (status, body) = s.post_json(&edit, &cyclic).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    assert_eq!(body["error"]["details"][0]["path"], "depends_on", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cycle") && m.contains(&format!("#{child}"))),
+        "{body}"
+    );
+    // The same body as a new rule has no cycle.
+    let (status, body) = s.post_json("/api/rules/preview", &cyclic).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = s
+        .post_json("/api/rules/preview?rule_id=424242", &edited_rule)
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = s
+        .post_json("/api/rules/preview?rule_id=abc", &edited_rule)
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Previews saved nothing; saving the edit builds the audience the preview promised.
+    let (_, stored) = s.get_json(&format!("/api/rules/{base}")).await;
+    assert_eq!(stored["conditions"], rule("Big spenders")["conditions"]);
+    let (status, body) = s
+        .send_json(Method::PUT, &format!("/api/rules/{base}"), &edited_rule)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let segment = s.built(base).await;
+    let (_, seg) = s.get_json(&format!("/api/segments/{segment}")).await;
+    assert_eq!(seg["row_count"].as_i64(), Some(edited_size), "{seg}");
+    s.stop().await;
+}

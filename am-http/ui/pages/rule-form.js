@@ -261,10 +261,11 @@ class RuleForm {
     this.previewBody.classList.add('muted');
     if (!this.previewBody.childNodes.length) this.previewBody.append(loading('Computing…'));
     try {
-      const r = await post('/rules/preview', spec, { signal: this.previewCtl.signal });
+      // When editing, the server plans the candidate in place of the saved rule.
+      const r = await post('/rules/preview' + qs({ rule_id: this.id }), spec, { signal: this.previewCtl.signal });
       if (mine !== this.previewSeq) return;
       this.showErrors([], true);
-      clear(this.previewBody, ...previewView(r, this.id));
+      clear(this.previewBody, ...previewView(r));
     } catch (e) {
       if (e.name === 'AbortError' || mine !== this.previewSeq) return;
       if (e.status === 422) {
@@ -335,10 +336,8 @@ class RuleForm {
   }
 }
 
-// When editing, the saved version of the rule is in the catalog too; reusing it is not news.
-function previewView(r, selfId) {
-  const all = r.reuses || [];
-  const reuses = all.filter((x) => !(x.parents || []).some((p) => p.id === selfId));
+function previewView(r) {
+  const reuses = r.reuses || [];
   return [
     h('div.label.muted', 'Audience size now'),
     h('div.size', { 'data-testid': 'audience-size' }, num(r.audience_size)),
@@ -346,8 +345,7 @@ function previewView(r, selfId) {
     reuses.length
       ? h('ul.small-text', reuses.map((x) => h('li', h('span.tag', x.kind), ' ',
         (x.parents || []).map((p) => p.rule_name).join(', '), x.reason ? h('div.muted', x.reason) : null)))
-      : h('p.muted.small-text', all.length ? 'Same conditions as the saved version of this rule.'
-        : 'Computed directly: no existing segment answers it.'),
+      : h('p.muted.small-text', 'Computed directly: no existing segment answers it.'),
     h('h3', 'Plan'),
     planView(r.plan),
     r.sql ? h('details', h('summary', 'SQL'), h('pre', r.sql)) : null,
