@@ -1,10 +1,15 @@
 //! `Store`: the facade over one database file that the CLI, the HTTP server and the scheduler
-//! use. It holds only the path and opens a connection per operation, so it is cheap to clone
-//! and share across threads; WAL mode lets readers proceed while a refresh writes.
+//! use. It holds the path and opens a connection per operation, so it is cheap to clone and
+//! share across threads; WAL mode lets readers proceed while a refresh writes.
+//!
+//! Clones share a small cache of read-path results that are costly to compute and cheap to
+//! validate: the analytics summary, keyed by the data version, and the planned rule set,
+//! keyed by a fingerprint of `rule_table`. Each is checked against the database on every
+//! call, so a write by any process (the CLI, users' ETL) is seen at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
@@ -65,6 +70,44 @@ impl RuleSet {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: Arc<PathBuf>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// Cached read results with the key each was computed at.
+#[derive(Debug, Default)]
+struct Cache {
+    summary: Option<(i64, Summary)>,
+    rules: Option<(RulesFingerprint, Arc<RuleSet>)>,
+}
+
+/// Changes with every write of a rule through the store: an update bumps that rule's
+/// `version` (so the sum grows), a create raises `max(id)` (AUTOINCREMENT never reuses an
+/// id) and a delete without a create lowers the count. `max(updated_at)` also catches most
+/// edits made by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RulesFingerprint {
+    count: i64,
+    version_sum: i64,
+    max_id: i64,
+    max_updated_at: Option<String>,
+}
+
+impl RulesFingerprint {
+    fn read(conn: &Connection) -> Result<RulesFingerprint> {
+        Ok(conn.query_row(
+            "SELECT count(*), coalesce(sum(version), 0), coalesce(max(id), 0), max(updated_at)
+             FROM rule_table",
+            [],
+            |r| {
+                Ok(RulesFingerprint {
+                    count: r.get(0)?,
+                    version_sum: r.get(1)?,
+                    max_id: r.get(2)?,
+                    max_updated_at: r.get(3)?,
+                })
+            },
+        )?)
+    }
 }
 
 impl Store {
@@ -75,6 +118,7 @@ impl Store {
         db::open(path)?;
         Ok(Store {
             path: Arc::new(path.to_path_buf()),
+            cache: Arc::default(),
         })
     }
 
@@ -123,16 +167,48 @@ impl Store {
         catalog::sample(&self.connection()?, id, limit)
     }
 
-    /// Every stored rule with the reuse the planner finds for each.
-    pub fn rule_set(&self) -> Result<Arc<RuleSet>> {
-        Ok(Arc::new(RuleSet::plan(crate::rules::all_rules(
-            &self.connection()?,
-        )?)))
+    /// The cache; a panic elsewhere while it was held leaves nothing half-written in it
+    /// (every update is one assignment), so a poisoned lock is still usable.
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Users, transactions and total spend over both transaction tables.
+    /// Every stored rule with the reuse the planner finds for each; planned again only when
+    /// `rule_table` changed.
+    pub fn rule_set(&self) -> Result<Arc<RuleSet>> {
+        let mut conn = self.connection()?;
+        // One read transaction: the rules read are the ones the fingerprint describes.
+        let tx = conn.transaction()?;
+        let key = RulesFingerprint::read(&tx)?;
+        if let Some((at, rules)) = &self.cache().rules {
+            if *at == key {
+                return Ok(Arc::clone(rules));
+            }
+        }
+        let rules = Arc::new(RuleSet::plan(crate::rules::all_rules(&tx)?));
+        tx.finish()?;
+        self.cache().rules = Some((key, Arc::clone(&rules)));
+        Ok(rules)
+    }
+
+    /// Users, transactions and total spend over both transaction tables; counted again only
+    /// when the data version changed.
     pub fn summary(&self) -> Result<Summary> {
-        catalog::summary(&self.connection()?)
+        let mut conn = self.connection()?;
+        // One read transaction: the summary is of the data at the version read.
+        let tx = conn.transaction()?;
+        let version = db::data_version(&tx)?;
+        if let Some((at, summary)) = self.cache().summary {
+            if at == version {
+                return Ok(summary);
+            }
+        }
+        let summary = catalog::summary(&tx)?;
+        tx.finish()?;
+        self.cache().summary = Some((version, summary));
+        Ok(summary)
     }
 
     /// Queues a run of a rule.

@@ -27,12 +27,7 @@ pub async fn health() -> Json<Health> {
 /// Users, transactions (both tables) and total spend.
 #[utoipa::path(get, path = "/api/analytics/summary", tag = "meta", responses((status = 200, body = Summary)))]
 pub async fn summary(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
-    let s = state
-        .blocking(|store| {
-            let conn = store.connection()?;
-            Ok(am_sql::catalog::summary(&conn)?)
-        })
-        .await?;
+    let s = state.blocking(|store| Ok(store.summary()?)).await?;
     Ok(Json(Summary {
         total_users: s.total_users,
         total_transactions: s.total_transactions,

@@ -71,13 +71,12 @@ impl Context {
 }
 
 fn rule_view(
-    store: &am_sql::Store,
+    conn: &rusqlite::Connection,
     record: StoredRule,
     ctx: &Context,
 ) -> Result<RuleView, ApiError> {
-    let conn = store.connection()?;
-    let last_run = am_sql::runs::last_run(&conn, record.id)?.map(Into::into);
-    let segment_id = am_sql::catalog::segment_for_rule(&conn, record.id)?.map(|s| s.id);
+    let last_run = am_sql::runs::last_run(conn, record.id)?.map(Into::into);
+    let segment_id = am_sql::catalog::segment_for_rule(conn, record.id)?.map(|s| s.id);
     // Stored schedules were validated on write; one that no longer parses shows no times.
     let schedule = record
         .spec
@@ -135,10 +134,11 @@ pub async fn list_rules(
         .blocking(move |store| {
             let rules = store.list_rules(page.page, page.per_page)?;
             let ctx = context(store, now)?;
+            let conn = store.connection()?;
             let items = rules
                 .items
                 .into_iter()
-                .map(|r| rule_view(store, r, &ctx))
+                .map(|r| rule_view(&conn, r, &ctx))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(RulePage {
                 items,
@@ -185,7 +185,7 @@ pub async fn get_rule(
         .blocking(move |store| {
             let record = store.rule(id)?;
             let ctx = context(store, now)?;
-            rule_view(store, record, &ctx)
+            rule_view(&store.connection()?, record, &ctx)
         })
         .await?;
     Ok(Json(view))

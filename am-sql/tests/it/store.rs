@@ -586,6 +586,93 @@ fn readers_see_the_last_commit_while_a_writer_is_busy() {
 }
 
 #[test]
+fn the_summary_is_cached_per_data_version_and_shared_by_clones() {
+    let (_dir, store) = temp_store();
+    let clone = store.clone();
+    let conn = store.connection().unwrap();
+    add_users(&conn);
+    let first = store.summary().unwrap();
+    assert_eq!((first.total_users, first.total_transactions), (3, 0));
+    // Any write to the data tables, by any connection, is seen at once.
+    conn.execute(
+        "INSERT INTO upi_transactions VALUES (1, 1, 12.5, 'Cab ride', 'Travel', '2025-02-01 10:00:00')",
+        [],
+    )
+    .unwrap();
+    let second = clone.summary().unwrap();
+    assert_eq!(second.total_transactions, 1);
+    assert_eq!(second.total_spend_cents, 1250);
+    assert_eq!(store.summary().unwrap(), second);
+    // The count is not taken again while the data version stands still: here a write made
+    // behind the version counter's back goes unseen until the next counted write.
+    conn.execute_batch(
+        "DROP TRIGGER upi_transactions_data_version_delete;
+         DELETE FROM upi_transactions;",
+    )
+    .unwrap();
+    assert_eq!(store.summary().unwrap(), second, "served from the cache");
+    conn.execute("DELETE FROM users WHERE user_id = 3", [])
+        .unwrap();
+    let third = clone.summary().unwrap();
+    assert_eq!((third.total_users, third.total_transactions), (2, 0));
+    assert_eq!(third, catalog::summary(&conn).unwrap());
+}
+
+#[test]
+fn the_rule_set_is_planned_again_after_every_rule_write() {
+    let (_dir, store) = temp_store();
+    let clone = store.clone();
+    let ids = |store: &Store| -> Vec<i64> {
+        store
+            .rule_set()
+            .unwrap()
+            .rules
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    let reused = |store: &Store| -> Vec<i64> {
+        store
+            .rule_set()
+            .unwrap()
+            .reuses
+            .as_ref()
+            .unwrap()
+            .keys()
+            .copied()
+            .collect()
+    };
+    assert!(ids(&store).is_empty());
+    let r1 = store.create_rule_json(&tier_rule("R1", 1)).unwrap();
+    let r2 = store.create_rule_json(&tier_rule("R2", 2)).unwrap();
+    assert_eq!(ids(&clone), vec![r1, r2]);
+    assert!(reused(&store).is_empty());
+    // Unchanged rules: the same planned set, for every clone.
+    let set = store.rule_set().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&set, &clone.rule_set().unwrap()));
+    assert_eq!(set.name_of(r2), Some("R2"));
+
+    // An update: R2 now has R1's conditions, so one is answered from the other.
+    store.update_rule_json(r2, &tier_rule("R2", 1)).unwrap();
+    assert_eq!(reused(&clone).len(), 1);
+    assert_eq!(clone.rule_set().unwrap().name_of(r2), Some("R2"));
+    // An update of a rule whose version is not the highest, within the same second.
+    store.update_rule_json(r1, &tier_rule("R1", 3)).unwrap();
+    assert!(reused(&clone).is_empty());
+    // A delete.
+    store.delete_rule(r2).unwrap();
+    assert_eq!(ids(&clone), vec![r1]);
+    let r3 = store.create_rule_json(&tier_rule("R3", 3)).unwrap();
+    assert_eq!(reused(&store), vec![r3]);
+    // A delete and a create between two reads: same count and version sum, new highest id.
+    store.delete_rule(r3).unwrap();
+    let r4 = store.create_rule_json(&tier_rule("R4", 1)).unwrap();
+    assert_eq!(ids(&clone), vec![r1, r4]);
+    assert!(reused(&clone).is_empty());
+    assert_eq!(clone.rule_set().unwrap().name_of(r3), None);
+}
+
+#[test]
 fn a_refused_database_of_another_program_is_left_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other.db");
