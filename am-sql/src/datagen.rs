@@ -48,6 +48,63 @@ impl GenerateOptions {
     }
 }
 
+/// Limits of [`GenerateOptions`], checked by [`GenerateOptions::validate`].
+pub const MAX_DAYS: u32 = 36_500;
+/// At most this many users (the generator keeps a few bytes per user in memory).
+pub const MAX_USERS: u64 = 100_000_000;
+/// At most this many transactions.
+pub const MAX_TRANSACTIONS: u64 = 2_000_000_000;
+/// The first and last years a generated date may fall in (four-digit years).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1000..=9999;
+
+impl GenerateOptions {
+    /// Checks every option is in range before anything is written: `days` 1 to
+    /// [`MAX_DAYS`], the span (`end` and `days` before it) inside years 1000 to 9999,
+    /// `users` at most [`MAX_USERS`], `transactions` at most [`MAX_TRANSACTIONS`] and none
+    /// without users.
+    pub fn validate(&self) -> Result<()> {
+        use chrono::Datelike;
+        let bad = |msg: String| Err(Error::BadOptions(msg));
+        if self.days == 0 || self.days > MAX_DAYS {
+            return bad(format!(
+                "days must be from 1 to {MAX_DAYS} (got {})",
+                self.days
+            ));
+        }
+        if self.users > MAX_USERS {
+            return bad(format!(
+                "users must be at most {MAX_USERS} (got {})",
+                self.users
+            ));
+        }
+        if self.transactions > MAX_TRANSACTIONS {
+            return bad(format!(
+                "transactions must be at most {MAX_TRANSACTIONS} (got {})",
+                self.transactions
+            ));
+        }
+        if self.users == 0 && self.transactions > 0 {
+            return bad("transactions need users: ask for at least one user".into());
+        }
+        // Sign-ups fall up to HISTORY_DAYS before the span; keep those in range too.
+        let first = self
+            .end
+            .checked_sub_days(chrono::Days::new(u64::from(self.days) - 1))
+            .and_then(|d| d.checked_sub_days(chrono::Days::new(HISTORY_DAYS as u64)));
+        let in_range = |d: NaiveDate| YEARS.contains(&d.year());
+        if !in_range(self.end) || !first.is_some_and(in_range) {
+            return bad(format!(
+                "the {} days ending {} (and two years of sign-ups before them) must fall in years {} to {}",
+                self.days,
+                self.end,
+                YEARS.start(),
+                YEARS.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What was generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateReport {
@@ -250,14 +307,7 @@ pub fn generate(
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
     let started = Instant::now();
-    if options.days == 0 {
-        return Err(Error::Refused("the span of days must be at least 1".into()));
-    }
-    if options.users == 0 && options.transactions > 0 {
-        return Err(Error::Refused(
-            "transactions need users: ask for at least one user".into(),
-        ));
-    }
+    options.validate()?;
     if !options.replace {
         for table in DATA_TABLES {
             let any: bool =
@@ -314,12 +364,17 @@ fn load(
     let days = i64::from(options.days);
     let end_secs = options.end.and_time(NaiveTime::MIN).and_utc().timestamp() + 86_400;
     let start_secs = end_secs - days * 86_400;
-    let dates = DateTexts::new(options.end, days);
+    let dates = DateTexts::new(options.end, days)?;
 
     // Users.
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     rng.set_stream(1);
-    let mut active: Vec<i64> = Vec::with_capacity(options.users as usize);
+    let users = usize::try_from(options.users).map_err(|_| too_many_users(options.users))?;
+    // Allocated fallibly: a large `users` is an error, not an abort.
+    let mut active: Vec<u32> = Vec::new();
+    active
+        .try_reserve_exact(users)
+        .map_err(|_| too_many_users(options.users))?;
     let mut email = String::with_capacity(64);
     let mut name = String::with_capacity(32);
     let mut created = TimeText::default();
@@ -370,7 +425,8 @@ fn load(
                     start_secs - 1 - rng.random_range(0..730 * 86_400)
                 };
                 if !inactive {
-                    active.push(user_id);
+                    // validate() keeps user ids under MAX_USERS, well inside u32.
+                    active.push(u32::try_from(user_id).unwrap_or(u32::MAX));
                 }
                 insert.execute(params![
                     user_id,
@@ -397,12 +453,16 @@ fn load(
         let j = rng.random_range(0..=i);
         active.swap(i, j);
     }
-    let mut per_user = vec![0u32; options.users as usize];
+    let mut per_user: Vec<u32> = Vec::new();
+    per_user
+        .try_reserve_exact(users)
+        .map_err(|_| too_many_users(options.users))?;
+    per_user.resize(users, 0);
     if !active.is_empty() {
         for _ in 0..options.transactions {
             let u: f64 = rng.random();
             let pick = (((u * u) * active.len() as f64) as usize).min(active.len() - 1);
-            per_user[(active[pick] - 1) as usize] += 1;
+            per_user[active[pick] as usize - 1] += 1;
         }
     }
     drop(active);
@@ -496,6 +556,12 @@ fn load(
     })
 }
 
+fn too_many_users(users: u64) -> Error {
+    Error::BadOptions(format!(
+        "not enough memory to generate {users} users; ask for fewer"
+    ))
+}
+
 /// `YYYY-MM-DD` of every day from three years before the span to its end, so formatting a
 /// timestamp is a copy and six digits instead of a calendar computation.
 struct DateTexts {
@@ -507,21 +573,23 @@ struct DateTexts {
 const HISTORY_DAYS: i64 = 731;
 
 impl DateTexts {
-    fn new(end: NaiveDate, days: i64) -> DateTexts {
-        let first = end - chrono::Days::new((days - 1 + HISTORY_DAYS) as u64);
+    fn new(end: NaiveDate, days: i64) -> Result<DateTexts> {
+        let out_of_range = || Error::BadOptions(format!("dates before {end} are out of range"));
+        let first = end
+            .checked_sub_days(chrono::Days::new((days - 1 + HISTORY_DAYS) as u64))
+            .ok_or_else(out_of_range)?;
         let texts = first
             .iter_days()
             .take((days + HISTORY_DAYS) as usize)
             .map(|d| {
-                let mut buf = [0u8; 10];
-                buf.copy_from_slice(d.format("%Y-%m-%d").to_string().as_bytes());
-                buf
+                <[u8; 10]>::try_from(d.format("%Y-%m-%d").to_string().as_bytes())
+                    .map_err(|_| out_of_range())
             })
-            .collect();
-        DateTexts {
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DateTexts {
             first_day_secs: first.and_time(NaiveTime::MIN).and_utc().timestamp(),
             texts,
-        }
+        })
     }
 }
 

@@ -60,6 +60,9 @@ pub enum Error {
     /// An operation was refused as asked, e.g. generating into tables that hold data.
     #[error("{0}")]
     Refused(String),
+    /// Options out of their allowed range, e.g. `days` of the data generator.
+    #[error("{0}")]
+    BadOptions(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -22,7 +22,6 @@ pub fn open_for_data(ctx: &Context) -> anyhow::Result<Store> {
 }
 
 pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<()> {
-    let store = open_for_data(ctx)?;
     let options = GenerateOptions {
         users: args.users,
         transactions: args.transactions,
@@ -31,6 +30,9 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<()> {
         days: args.days,
         replace: args.replace,
     };
+    // Check the options before the database is opened (and perhaps created).
+    options.validate().context("cannot generate data")?;
+    let store = open_for_data(ctx)?;
     let report = run_generate(&store, &options)?;
     if ctx.json {
         return output::json(&generate_json(&report));

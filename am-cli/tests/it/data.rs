@@ -82,3 +82,41 @@ fn import_is_all_or_nothing_unless_asked() {
         .expect("count");
     assert_eq!(n, 4, "three users, then only the good row of the bad file");
 }
+
+#[test]
+fn generate_options_out_of_range_are_one_line_errors() {
+    let s = Scratch::new();
+    let mut out = String::new();
+    for args in [
+        vec![
+            "--users",
+            "10",
+            "--transactions",
+            "10",
+            "--days",
+            "99999999",
+        ],
+        vec![
+            "--users",
+            "10",
+            "--transactions",
+            "10",
+            "--end",
+            "0001-01-01",
+            "--days",
+            "36500",
+        ],
+        vec!["--users", "9999999999999", "--transactions", "10"],
+        vec!["--users", "10", "--transactions", "9999999999999"],
+    ] {
+        let o = run(s.am().arg("generate").args(&args));
+        assert_eq!(o.code, 1, "{args:?}");
+        assert_eq!(o.stderr.lines().count(), 1, "{args:?}: {}", o.stderr);
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+        out.push_str(&format!("$ am generate {}\n", args.join(" ")));
+        out.push_str(&o.snapshot());
+    }
+    // Nothing was created.
+    assert!(!s.path("audience.db").exists());
+    insta::assert_snapshot!(out);
+}

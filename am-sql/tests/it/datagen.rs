@@ -167,3 +167,83 @@ fn existing_data_is_refused_unless_replaced() {
         .unwrap();
     assert_eq!(db::data_version(&conn).unwrap(), v + 2);
 }
+
+#[test]
+fn options_out_of_range_are_refused_before_anything_is_written() {
+    let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let with = |f: &dyn Fn(&mut GenerateOptions)| {
+        let mut o = options(1);
+        f(&mut o);
+        o
+    };
+    let cases: Vec<(GenerateOptions, &str)> = vec![
+        (
+            with(&|o| o.days = 0),
+            "days must be from 1 to 36500 (got 0)",
+        ),
+        (
+            with(&|o| o.days = 99_999_999),
+            "days must be from 1 to 36500 (got 99999999)",
+        ),
+        (
+            with(&|o| {
+                o.end = date(1, 1, 1);
+                o.days = 36_500;
+            }),
+            "the 36500 days ending 0001-01-01 (and two years of sign-ups before them) must fall in years 1000 to 9999",
+        ),
+        (
+            with(&|o| {
+                o.end = date(1002, 1, 1);
+                o.days = 365;
+            }),
+            "the 365 days ending 1002-01-01 (and two years of sign-ups before them) must fall in years 1000 to 9999",
+        ),
+        (
+            with(&|o| o.end = date(10_000, 1, 1)),
+            "the 365 days ending +10000-01-01 (and two years of sign-ups before them) must fall in years 1000 to 9999",
+        ),
+        (
+            with(&|o| o.users = 9_999_999_999_999),
+            "users must be at most 100000000 (got 9999999999999)",
+        ),
+        (
+            with(&|o| o.transactions = 2_000_000_001),
+            "transactions must be at most 2000000000 (got 2000000001)",
+        ),
+        (
+            with(&|o| o.users = 0),
+            "transactions need users: ask for at least one user",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("am.db")).unwrap();
+    let mut conn = store.connection().unwrap();
+    let v = db::data_version(&conn).unwrap();
+    for (o, message) in cases {
+        assert_eq!(o.validate().unwrap_err().to_string(), message, "{o:?}");
+        let err = generate(&mut conn, &o, &NoProgress).unwrap_err();
+        assert!(matches!(err, Error::BadOptions(_)), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+    assert_eq!(db::data_version(&conn).unwrap(), v, "nothing was written");
+
+    // The edges are accepted and generate.
+    let mut o = with(&|o| {
+        o.end = date(1003, 1, 1);
+        o.days = 1;
+        o.users = 2;
+        o.transactions = 3;
+    });
+    o.validate().unwrap();
+    let report = generate(&mut conn, &o, &NoProgress).unwrap();
+    assert_eq!(report.users, 2);
+    let first: String = conn
+        .query_row("SELECT min(created_at) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(first.as_str() >= "1000-01-01", "{first}");
+    o.days = 36_500;
+    o.end = date(9999, 12, 31);
+    o.replace = true;
+    o.validate().unwrap();
+}
