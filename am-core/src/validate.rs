@@ -22,6 +22,21 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 /// The longest `last_days` window accepted (about a century).
 pub const MAX_LAST_DAYS: u32 = 36_500;
+/// The most predicates a rule may hold, counting those inside `where` (and each value of an
+/// `in`/`not_in` on `avg_transaction_amount`, which is tested value by value).
+pub const MAX_PREDICATES: usize = 200;
+/// The deepest nesting of lists, `all`/`any`/`not` groups and `where` filters.
+pub const MAX_DEPTH: usize = 12;
+/// The most values in one `in`/`not_in` list.
+pub const MAX_LIST_VALUES: usize = 1_000;
+/// The most distinct aggregate scopes (source, window and transaction filter) in a rule:
+/// each is one join when the rule is computed on its own.
+pub const MAX_SCOPES: usize = 24;
+/// The most values a rule's conditions may hold once every list filter is applied to each
+/// aggregate scope it filters (each is one bound SQL parameter).
+pub const MAX_VALUES: usize = 10_000;
+/// The most rules one rule may depend on.
+pub const MAX_DEPENDENCIES: usize = 100;
 
 /// Reads a rule from JSON, reporting every key of the wrong JSON type with its path (where
 /// serde would stop at the first). Keys the rule does not define (`id`, `created_at`, ...) are
@@ -173,12 +188,22 @@ pub fn check_rule(spec: &RuleSpec) -> Result<CheckedRule, ValidationErrors> {
     }
     let window = Window::Range { start, end };
 
-    for (i, id) in spec.depends_on.iter().enumerate() {
-        if spec.depends_on[..i].contains(id) {
-            problems.push(problem(
-                &format!("depends_on[{i}]"),
-                format!("rule {id} is listed more than once"),
-            ));
+    if spec.depends_on.len() > MAX_DEPENDENCIES {
+        problems.push(problem(
+            "depends_on",
+            format!(
+                "lists {} rules; at most {MAX_DEPENDENCIES} are allowed",
+                spec.depends_on.len()
+            ),
+        ));
+    } else {
+        for (i, id) in spec.depends_on.iter().enumerate() {
+            if spec.depends_on[..i].contains(id) {
+                problems.push(problem(
+                    &format!("depends_on[{i}]"),
+                    format!("rule {id} is listed more than once"),
+                ));
+            }
         }
     }
     let operation = match non_empty(&spec.operation) {
@@ -249,8 +274,22 @@ pub fn check_conditions(
     let mut c = Checker {
         problems: Vec::new(),
         window,
+        depth: 0,
+        predicates: 0,
+        scopes: Vec::new(),
     };
     let out = c.condition(conditions, "conditions", &[]);
+    if let Some((e, _)) = &out {
+        let n = bound_values(e);
+        if n > MAX_VALUES {
+            c.err(
+                "conditions",
+                format!(
+                    "the conditions hold {n} values once each list's transaction predicates are applied to every aggregate they filter; at most {MAX_VALUES} are allowed"
+                ),
+            );
+        }
+    }
     if c.problems.is_empty() {
         Ok(out.map(|(e, _)| e))
     } else {
@@ -490,6 +529,12 @@ struct Checker {
     problems: Vec<Problem>,
     /// The rule's window, for aggregates without their own.
     window: Window,
+    /// How many lists, groups and `where` filters enclose the condition being checked.
+    depth: usize,
+    /// Predicates seen so far, weighted as [`MAX_PREDICATES`] says.
+    predicates: usize,
+    /// The distinct aggregate scopes seen so far.
+    scopes: Vec<Scope>,
 }
 
 impl Checker {
@@ -497,15 +542,92 @@ impl Checker {
         self.problems.push(problem(path, message));
     }
 
+    /// Enters one more level of nesting at `path`; false (with a problem) when that would
+    /// exceed [`MAX_DEPTH`], so hostile nesting is never recursed into. Pair with `leave`.
+    fn enter(&mut self, path: &str) -> bool {
+        if self.depth >= MAX_DEPTH {
+            self.err(
+                path,
+                format!(
+                    "nested too deeply: at most {MAX_DEPTH} levels of lists, all/any/not groups and where filters are allowed"
+                ),
+            );
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Counts a predicate at `path` against [`MAX_PREDICATES`], reporting the first one
+    /// over the limit.
+    fn count_predicate(&mut self, obj: &Map<String, Json>, path: &str) {
+        let avg_list = obj.get("field").and_then(Json::as_str)
+            == Some(Field::AvgTransactionAmount.name())
+            && matches!(
+                obj.get("operator").and_then(Json::as_str),
+                Some("in" | "not_in")
+            );
+        let weight = match obj.get("value") {
+            Some(Json::Array(items)) if avg_list => items.len().max(1),
+            _ => 1,
+        };
+        let before = self.predicates;
+        self.predicates = self.predicates.saturating_add(weight);
+        if before <= MAX_PREDICATES && self.predicates > MAX_PREDICATES {
+            self.err(
+                path,
+                format!(
+                    "the rule has more than {MAX_PREDICATES} predicates by here; at most {MAX_PREDICATES} are allowed, counting those inside \"where\" and each value of an in/not_in list on avg_transaction_amount"
+                ),
+            );
+        }
+    }
+
+    /// Records an aggregate scope used at `path`, reporting the first one over
+    /// [`MAX_SCOPES`].
+    fn note_scope(&mut self, scope: &Scope, path: &str) {
+        if self.scopes.contains(scope) {
+            return;
+        }
+        self.scopes.push(scope.clone());
+        if self.scopes.len() == MAX_SCOPES + 1 {
+            self.err(
+                path,
+                format!(
+                    "this is aggregate scope {}; at most {MAX_SCOPES} different scopes (source, window and transaction filter) are allowed in a rule",
+                    self.scopes.len()
+                ),
+            );
+        }
+    }
+
     /// A user-level condition. `inherited` is the filter of the enclosing lists. Returns the
     /// expression and whether it contains an aggregate; `None` after a problem.
     fn condition(&mut self, v: &Json, path: &str, inherited: &[Expr]) -> Option<(Expr, bool)> {
         match v {
-            Json::Array(items) => self.list(items, path, inherited),
+            Json::Array(items) => {
+                if !self.enter(path) {
+                    return None;
+                }
+                let out = self.list(items, path, inherited);
+                self.leave();
+                out
+            }
             Json::Object(obj) if obj.contains_key("field") => {
                 self.predicate(obj, path, Place::User, inherited)
             }
-            Json::Object(obj) => self.group(obj, path, inherited),
+            Json::Object(obj) => {
+                if !self.enter(path) {
+                    return None;
+                }
+                let out = self.group(obj, path, inherited);
+                self.leave();
+                out
+            }
             other => {
                 self.err(
                     path,
@@ -555,13 +677,15 @@ impl Checker {
         }
         if has_tx && !has_agg {
             // No aggregate to scope: the list asks for at least one such transaction.
+            let scope = Scope {
+                source: Source::All,
+                window: self.window,
+                filter: conjunction(filter).map(Box::new),
+            };
+            self.note_scope(&scope, path);
             out.push(Expr::Pred(Pred::Aggregate {
                 field: Field::TransactionCount,
-                scope: Scope {
-                    source: Source::All,
-                    window: self.window,
-                    filter: conjunction(filter).map(Box::new),
-                },
+                scope,
                 test: Test::Cmp(CmpOp::Ge, Value::Int(1)),
             }));
             has_agg = true;
@@ -654,6 +778,20 @@ impl Checker {
 
     /// A condition inside `where`: transaction predicates combined by lists and groups.
     fn where_condition(&mut self, v: &Json, path: &str, source: Source) -> Option<Expr> {
+        let nests = matches!(v, Json::Array(_))
+            || matches!(v, Json::Object(obj) if !obj.contains_key("field"));
+        if !nests {
+            return self.where_inner(v, path, source);
+        }
+        if !self.enter(path) {
+            return None;
+        }
+        let out = self.where_inner(v, path, source);
+        self.leave();
+        out
+    }
+
+    fn where_inner(&mut self, v: &Json, path: &str, source: Source) -> Option<Expr> {
         match v {
             Json::Array(items) => {
                 let mut ok = true;
@@ -718,6 +856,7 @@ impl Checker {
         place: Place,
         inherited: &[Expr],
     ) -> Option<(Expr, bool)> {
+        self.count_predicate(obj, path);
         let mut ok = true;
         for k in obj.keys() {
             if !PREDICATE_KEYS.contains(&k.as_str()) {
@@ -813,11 +952,11 @@ impl Checker {
         let e = match field.kind() {
             FieldKind::Profile => Pred::Profile { field, test },
             FieldKind::Transaction => Pred::Tx { field, test },
-            FieldKind::Aggregate => Pred::Aggregate {
-                field,
-                scope: scope?,
-                test,
-            },
+            FieldKind::Aggregate => {
+                let scope = scope?;
+                self.note_scope(&scope, path);
+                Pred::Aggregate { field, scope, test }
+            }
         };
         Some((Expr::Pred(e), is_aggregate))
     }
@@ -850,13 +989,20 @@ impl Checker {
         };
         let own = match obj.get("where") {
             None | Some(Json::Null) => None,
-            Some(w) => match self.where_condition(w, &format!("{path}.where"), source) {
-                Some(e) => Some(e),
-                None => {
-                    ok = false;
+            Some(w) => {
+                let where_path = format!("{path}.where");
+                let checked = if self.enter(&where_path) {
+                    let e = self.where_condition(w, &where_path, source);
+                    self.leave();
+                    e
+                } else {
                     None
+                };
+                if checked.is_none() {
+                    ok = false;
                 }
-            },
+                checked
+            }
         };
         // Transaction fields the enclosing lists filter on must exist on this source.
         let mut fields = Vec::new();
@@ -1025,6 +1171,16 @@ impl Checker {
         };
         match op {
             "in" | "not_in" => {
+                if let Some(items) = value.as_array().filter(|xs| xs.len() > MAX_LIST_VALUES) {
+                    self.err(
+                        &value_path,
+                        format!(
+                            "{op} has {} values; at most {MAX_LIST_VALUES} are allowed",
+                            items.len()
+                        ),
+                    );
+                    return None;
+                }
                 let Some(items) = value.as_array().filter(|xs| !xs.is_empty()) else {
                     self.err(
                         &value_path,
@@ -1179,6 +1335,43 @@ fn expected(field: Field, op: &str) -> String {
         "contains" | "starts_with" => "a string".into(),
         _ => expected_value(t),
     }
+}
+
+/// The values a checked condition holds, counting each distinct scope's filter once per
+/// scope, as a standalone query binds them.
+fn bound_values(e: &Expr) -> usize {
+    fn test_values(t: &Test) -> usize {
+        match t {
+            Test::IsNull | Test::IsNotNull => 0,
+            Test::Cmp(..) | Test::Contains(_) | Test::StartsWith(_) => 1,
+            Test::Between(..) | Test::NotBetween(..) => 2,
+            Test::In(vs) | Test::NotIn(vs) => vs.len(),
+        }
+    }
+    fn walk<'a>(e: &'a Expr, scopes: &mut Vec<&'a Scope>) -> usize {
+        match e {
+            Expr::True | Expr::False => 0,
+            Expr::All(xs) | Expr::Any(xs) => xs.iter().map(|x| walk(x, scopes)).sum(),
+            Expr::Not(x) => walk(x, scopes),
+            Expr::Pred(Pred::Profile { test, .. } | Pred::Tx { test, .. }) => test_values(test),
+            Expr::Pred(Pred::Aggregate { scope, test, .. }) => {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+                test_values(test)
+            }
+        }
+    }
+    let mut scopes = Vec::new();
+    let mut n = walk(e, &mut scopes);
+    for scope in scopes {
+        // The window's two bounds, and the filter's values.
+        n += 2;
+        if let Some(f) = &scope.filter {
+            n += walk(f, &mut Vec::new());
+        }
+    }
+    n
 }
 
 fn collect_tx_fields(e: &Expr, out: &mut Vec<Field>) {

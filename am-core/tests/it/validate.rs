@@ -552,3 +552,243 @@ fn documented_fields_match_the_catalog() {
         .collect();
     assert_eq!(rows, expected);
 }
+
+/// `n` predicates `city_tier = i`.
+fn tiers(n: usize) -> Vec<Json> {
+    (0..n)
+        .map(|i| json!({"field": "city_tier", "operator": "=", "value": i}))
+        .collect()
+}
+
+/// `{"not": {"not": ... inner}}` with `levels` nots.
+fn nots(levels: usize, inner: Json) -> Json {
+    (0..levels).fold(inner, |acc, _| json!({ "not": acc }))
+}
+
+/// A rule at every limit at once: 200 predicates (one inside a `where`), 12 levels of
+/// nesting, a list of 1000 values and 24 aggregate scopes.
+fn maximal_rule() -> Json {
+    let tier = json!({"field": "city_tier", "operator": "=", "value": 1});
+    // any (1) + 10 nots (2..=11) + all (12) around one predicate.
+    let deep = nots(10, json!({ "all": [tier] }));
+    let ids: Vec<i64> = (1..=1000).collect();
+    let mut items = vec![
+        deep,
+        json!({"field": "user_id", "operator": "in", "value": ids}),
+    ];
+    for i in 0..24 {
+        let mut p = json!({"field": "total_spend", "operator": ">", "value": i,
+                           "window": {"last_days": i + 1}});
+        if i == 0 {
+            p["where"] = json!({"field": "category", "operator": "=", "value": "Travel"});
+        }
+        items.push(p);
+    }
+    // 1 + 1 + 24 + 1 (the where) = 27 so far.
+    items.extend(tiers(173));
+    with(json!({ "any": items }))
+}
+
+#[test]
+fn the_maximal_rule_is_accepted_and_plans_and_evaluates() {
+    let rule = ok(maximal_rule());
+    let condition = rule.condition.clone().expect("a condition");
+    let normal = am_core::normalize::normalize(&condition);
+    assert_eq!(am_core::normalize::normalize(&normal), normal);
+
+    let planner = am_core::planner::Planner::new(
+        vec![
+            am_core::planner::RuleInput {
+                id: 1,
+                rule: rule.clone(),
+            },
+            am_core::planner::RuleInput {
+                id: 2,
+                rule: ok(json!({"rule_name": "two", "depends_on": [1]})),
+            },
+        ],
+        am_core::planner::PlanOptions::default(),
+    )
+    .expect("plans");
+    let plan = planner.plan_all();
+    assert!(!format!("{plan:?}").is_empty());
+
+    let user = |id, tier| User {
+        user_id: id,
+        name: None,
+        email: None,
+        city_tier: Some(tier),
+        created_at: None,
+    };
+    let ds = Dataset::new(
+        vec![user(1, 1), user(5000, 500)],
+        vec![Transaction {
+            transaction_id: 1,
+            user_id: 5000,
+            amount: Some(100),
+            category: Some("Travel".into()),
+            merchant: None,
+            description: None,
+            transaction_date: Some(as_of()),
+        }],
+        vec![],
+    );
+    let members = evaluate_rule(&rule, &ds, as_of(), &Default::default());
+    // User 1 by user_id and city_tier; user 5000 by the Travel spend in the last day.
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), vec![1, 5000]);
+}
+
+#[test]
+fn more_than_200_predicates_are_rejected_at_the_first_one_over() {
+    ok(with(json!({ "any": tiers(200) })));
+    let over = "the rule has more than 200 predicates by here; at most 200 are allowed, counting those inside \"where\" and each value of an in/not_in list on avg_transaction_amount";
+    assert_eq!(
+        problems(with(json!({ "any": tiers(201) }))),
+        vec![("conditions.any[200]".to_string(), over.to_string())]
+    );
+    // A predicate inside `where` counts.
+    let mut items = tiers(199);
+    items.push(
+        json!({"field": "transaction_count", "operator": ">", "value": 0,
+                      "where": {"field": "category", "operator": "=", "value": "Food"}}),
+    );
+    assert_eq!(
+        problems(with(json!({ "any": items }))),
+        vec![("conditions.any[199].where".to_string(), over.to_string())]
+    );
+    // Each value of an in list on the average counts.
+    let avg = |n: usize| {
+        let values: Vec<usize> = (1..=n).collect();
+        json!({"field": "avg_transaction_amount", "operator": "in", "value": values})
+    };
+    ok(with(json!([avg(199), tiers(1)[0]])));
+    assert_eq!(
+        problems(with(json!([avg(200), tiers(1)[0]]))),
+        vec![("conditions[1]".to_string(), over.to_string())]
+    );
+}
+
+#[test]
+fn nesting_deeper_than_12_levels_is_rejected_without_recursing() {
+    let tier = json!({"field": "city_tier", "operator": "=", "value": 1});
+    ok(with(nots(12, tier.clone())));
+    let deep = "nested too deeply: at most 12 levels of lists, all/any/not groups and where filters are allowed";
+    let path13 = format!("conditions{}", ".not".repeat(12));
+    assert_eq!(
+        problems(with(nots(13, tier.clone()))),
+        vec![(path13.clone(), deep.to_string())]
+    );
+    // As deep as serde_json parses: still one problem, at the 13th level.
+    let hostile = format!("{}{}{}", "{\"not\":".repeat(120), tier, "}".repeat(120));
+    let hostile: Json = serde_json::from_str(&hostile).expect("within serde_json's limit");
+    assert_eq!(problems(with(hostile)), vec![(path13, deep.to_string())]);
+    // Lists and `where` count as levels.
+    let in_where = |levels: usize| {
+        let filter = (0..levels).fold(
+            json!({"field": "category", "operator": "=", "value": "Food"}),
+            |acc, _| json!([acc]),
+        );
+        with(nots(
+            10,
+            json!({"field": "total_spend", "operator": ">", "value": 1, "where": filter}),
+        ))
+    };
+    ok(in_where(1));
+    assert_eq!(
+        problems(in_where(2)),
+        vec![(
+            format!("conditions{}.where[0]", ".not".repeat(10)),
+            deep.to_string()
+        )]
+    );
+}
+
+#[test]
+fn lists_over_1000_values_are_rejected() {
+    let list = |op: &str, n: i64| {
+        let values: Vec<i64> = (0..n).collect();
+        with(json!([{"field": "user_id", "operator": op, "value": values}]))
+    };
+    ok(list("in", 1000));
+    ok(list("not_in", 1000));
+    assert_eq!(
+        problems(list("in", 40_000)),
+        vec![(
+            "conditions[0].value".to_string(),
+            "in has 40000 values; at most 1000 are allowed".to_string()
+        )]
+    );
+    assert_eq!(
+        problems(list("not_in", 1001)),
+        vec![(
+            "conditions[0].value".to_string(),
+            "not_in has 1001 values; at most 1000 are allowed".to_string()
+        )]
+    );
+}
+
+#[test]
+fn more_than_24_aggregate_scopes_are_rejected() {
+    let windows = |n: u32| {
+        let items: Vec<Json> = (1..=n)
+            .map(|d| {
+                json!({"field": "transaction_count", "operator": ">", "value": 0,
+                       "window": {"last_days": d}})
+            })
+            .collect();
+        with(json!({ "any": items }))
+    };
+    ok(windows(24));
+    // The same scope twice is one scope.
+    let mut same = windows(24);
+    same["conditions"]["any"]
+        .as_array_mut()
+        .expect("a list")
+        .push(json!({"field": "total_spend", "operator": ">", "value": 0,
+                     "window": {"last_days": 1}}));
+    ok(same);
+    assert_eq!(
+        problems(windows(70)),
+        vec![(
+            "conditions.any[24]".to_string(),
+            "this is aggregate scope 25; at most 24 different scopes (source, window and transaction filter) are allowed in a rule".to_string()
+        )]
+    );
+}
+
+#[test]
+fn list_filters_count_their_values_once_per_scope() {
+    let rule = |scopes: u32| {
+        let values: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
+        let mut items = vec![json!({"field": "category", "operator": "in", "value": values})];
+        for d in 1..=scopes {
+            items.push(
+                json!({"field": "transaction_count", "operator": ">", "value": 0,
+                              "window": {"last_days": d}}),
+            );
+        }
+        with(Json::Array(items))
+    };
+    // 9 scopes: 9 * (1000 + 2 window bounds) + 9 = 9027 values.
+    ok(rule(9));
+    assert_eq!(
+        problems(rule(10)),
+        vec![(
+            "conditions".to_string(),
+            "the conditions hold 10030 values once each list's transaction predicates are applied to every aggregate they filter; at most 10000 are allowed".to_string()
+        )]
+    );
+}
+
+#[test]
+fn more_than_100_dependencies_are_rejected() {
+    let deps = |n: i64| json!({"rule_name": "d", "depends_on": (1..=n).collect::<Vec<_>>()});
+    ok(deps(100));
+    assert_eq!(
+        problems(deps(40_000)),
+        vec![(
+            "depends_on".to_string(),
+            "lists 40000 rules; at most 100 are allowed".to_string()
+        )]
+    );
+}
