@@ -68,7 +68,7 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
     let end_date = opt_string("end_date");
     let operation = opt_string("operation");
     let rule_name = match obj.get("rule_name") {
-        Some(Json::String(s)) => s.clone(),
+        Some(Json::String(s)) => s.trim().to_string(),
         None | Some(Json::Null) => {
             problems.push(problem("rule_name", "is required"));
             String::new()
@@ -103,10 +103,7 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
             ),
         )),
     }
-    if !problems.is_empty() {
-        return Err(ValidationErrors(problems));
-    }
-    Ok(RuleSpec {
+    let spec = RuleSpec {
         rule_name,
         description,
         conditions: obj.get("conditions").cloned().unwrap_or(Json::Null),
@@ -115,7 +112,27 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
         end_date,
         depends_on,
         operation,
-    })
+    };
+    if problems.is_empty() {
+        return Ok(spec);
+    }
+    // Also report what the well-typed keys hold wrong, leaving out what follows from a
+    // badly typed key (it was read as absent).
+    let mistyped: Vec<String> = problems.iter().map(|p| root_key(&p.path)).collect();
+    let bad_deps = mistyped.iter().any(|k| k == "depends_on");
+    if let Err(ValidationErrors(more)) = check_rule(&spec) {
+        let follows = |p: &Problem| {
+            mistyped.contains(&root_key(&p.path))
+                || bad_deps && p.path == "operation" && p.message.contains("depends_on is empty")
+        };
+        problems.extend(more.into_iter().filter(|p| !follows(p)));
+    }
+    Err(ValidationErrors(problems))
+}
+
+/// The top-level key a problem path starts with (`depends_on` for `depends_on[1]`).
+fn root_key(path: &str) -> String {
+    path.split(['.', '[']).next().unwrap_or(path).to_string()
 }
 
 /// [`parse_rule`] then [`check_rule`].

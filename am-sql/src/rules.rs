@@ -113,12 +113,12 @@ pub fn get_rule(conn: &Connection, id: RuleId) -> Result<StoredRule> {
     finish(raw.ok_or_else(|| Error::not_found_id("rule", id))?)
 }
 
-/// The rule with that exact name; `NotFound` if there is none.
+/// The rule with that name (surrounding spaces ignored); `NotFound` if there is none.
 pub fn get_rule_by_name(conn: &Connection, name: &str) -> Result<StoredRule> {
     let raw = conn
         .query_row(
             &format!("SELECT {RULE_COLUMNS} FROM rule_table WHERE rule_name = ?1"),
-            [name],
+            [name.trim()],
             raw_rule,
         )
         .optional()?;
@@ -212,12 +212,17 @@ fn check_dependencies(conn: &Connection, id: RuleId) -> Result<()> {
     let Some((_, deps)) = graph.get(&id) else {
         return Err(Error::not_found_id("rule", id));
     };
-    if let Some(missing) = deps.iter().find(|d| !graph.contains_key(d)) {
-        return Err(PlanError::UnknownRule {
-            rule: id,
-            missing: *missing,
-        }
-        .into());
+    let missing: Vec<Problem> = deps
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !graph.contains_key(d))
+        .map(|(i, d)| Problem {
+            path: format!("depends_on[{i}]"),
+            message: format!("no rule with id {d}"),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Invalid(ValidationErrors(missing)));
     }
     // Depth-first search from `id` along depends_on, keeping the path to report a cycle.
     let mut path = vec![id];
@@ -296,6 +301,8 @@ impl Store {
         conditions: Option<String>,
     ) -> Result<RuleId> {
         am_core::validate::check_rule(spec)?;
+        // Stored, and unique, without surrounding spaces.
+        let name = spec.rule_name.trim();
         let depends_on = serde_json::to_string(&spec.depends_on)?;
         let now = now_text();
         let mut conn = self.connection()?;
@@ -307,7 +314,7 @@ impl Store {
                          start_date, end_date, depends_on, operation, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                     params![
-                        spec.rule_name,
+                        name,
                         spec.description,
                         conditions,
                         spec.schedule,
@@ -327,7 +334,7 @@ impl Store {
                      WHERE id = ?1",
                     params![
                         id,
-                        spec.rule_name,
+                        name,
                         spec.description,
                         conditions,
                         spec.schedule,
@@ -344,7 +351,7 @@ impl Store {
         let id = match written.map_err(Error::from) {
             Ok(Some(written)) => written,
             Ok(None) => return Err(Error::not_found_id("rule", id.unwrap_or_default())),
-            Err(Error::Conflict(_)) => return Err(name_taken(&spec.rule_name)),
+            Err(Error::Conflict(_)) => return Err(name_taken(name)),
             Err(e) => return Err(e),
         };
         check_dependencies(&tx, id)?;

@@ -792,3 +792,48 @@ fn more_than_100_dependencies_are_rejected() {
         )]
     );
 }
+
+#[test]
+fn type_errors_come_with_the_other_keys_problems() {
+    let all = |rule: Json| -> Vec<(String, String)> {
+        match parse_rule(&rule) {
+            Ok(spec) => panic!("rule should be invalid, got {spec:?}"),
+            Err(e) => e.0.into_iter().map(|p| (p.path, p.message)).collect(),
+        }
+    };
+    assert_eq!(
+        all(json!({"rule_name": "t7",
+                   "conditions": [{"field": "city_tier", "operator": "=", "value": "1"}],
+                   "depends_on": "x"})),
+        vec![
+            (
+                "depends_on".to_string(),
+                "expected a list of rule ids (integers), got a string \"x\"".to_string()
+            ),
+            (
+                "conditions[0].value".to_string(),
+                "city_tier needs an integer, got a string \"1\"".to_string()
+            ),
+        ]
+    );
+    let ps = all(json!({"rule_name": 5, "schedule": "every day",
+                        "conditions": [{"field": "tier", "operator": "=", "value": 1}]}));
+    let got: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(got, vec!["rule_name", "schedule", "conditions[0].field"]);
+    assert_eq!(ps[0].1, "expected a string, got a number 5");
+    // A badly typed depends_on is not reported again as missing dependencies.
+    assert_eq!(
+        all(json!({"rule_name": "u", "depends_on": {"a": 1}, "operation": "UNION"})),
+        vec![(
+            "depends_on".to_string(),
+            "expected a list of rule ids (integers), got an object".to_string()
+        )]
+    );
+}
+
+#[test]
+fn the_rule_name_is_trimmed() {
+    let spec = parse_rule(&json!({"rule_name": " GE1000 "})).expect("valid");
+    assert_eq!(spec.rule_name, "GE1000");
+    assert_eq!(ok(json!({"rule_name": "\tapi one "})).name, "api one");
+}

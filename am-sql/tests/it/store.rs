@@ -247,9 +247,9 @@ fn dependencies_must_exist_and_form_no_cycle() {
     let err = store
         .create_rule_json(&union_rule("D", &[a, 77]))
         .unwrap_err();
-    assert!(
-        matches!(err, Error::Plan(PlanError::UnknownRule { missing: 77, .. })),
-        "{err:?}"
+    assert_eq!(
+        err.to_string(),
+        "invalid rule: depends_on[1]: no rule with id 77"
     );
     assert!(store.rule_by_name("D").is_err(), "nothing was written");
 
@@ -690,4 +690,123 @@ fn a_refused_database_of_another_program_is_left_byte_identical() {
         let side = dir.path().join(format!("other.db{suffix}"));
         assert!(!side.exists(), "{} was left behind", side.display());
     }
+}
+
+#[test]
+fn unknown_dependencies_are_named_by_their_path() {
+    let (_dir, store) = temp_store();
+    let a = store.create_rule_json(&tier_rule("A", 1)).unwrap();
+    let err = store
+        .create_rule_json(&format!(
+            r#"{{"rule_name": "depu", "depends_on": [999, {a}, 998]}}"#
+        ))
+        .unwrap_err();
+    let Error::Invalid(problems) = &err else {
+        panic!("expected invalid, got {err:?}");
+    };
+    let got: Vec<(&str, &str)> = problems
+        .0
+        .iter()
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("depends_on[0]", "no rule with id 999"),
+            ("depends_on[2]", "no rule with id 998")
+        ]
+    );
+    let err = store
+        .update_rule_json(a, r#"{"rule_name": "A", "depends_on": [5]}"#)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid rule: depends_on[0]: no rule with id 5"
+    );
+    assert_eq!(store.rule(a).unwrap().version, 1, "nothing was written");
+}
+
+#[test]
+fn rule_names_are_stored_trimmed_and_unique_without_spaces() {
+    let (_dir, store) = temp_store();
+    let id = store.create_rule_json(&tier_rule(" GE1000 ", 1)).unwrap();
+    let stored = store.rule(id).unwrap();
+    assert_eq!(stored.spec.rule_name, "GE1000");
+    assert_eq!(store.rule_by_name("GE1000").unwrap().id, id);
+
+    let one = store.create_rule_json(&tier_rule("api one", 1)).unwrap();
+    let err = store
+        .create_rule_json(&tier_rule("api one ", 2))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        Error::Conflict("a rule named \"api one\" already exists".into()).to_string()
+    );
+    // A spec built in code is trimmed too, on create and update.
+    let spec = RuleSpec {
+        rule_name: "  coded\t".into(),
+        ..Default::default()
+    };
+    let coded = store.create_rule(&spec).unwrap();
+    assert_eq!(store.rule(coded).unwrap().spec.rule_name, "coded");
+    let renamed = RuleSpec {
+        rule_name: " api one".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.update_rule(coded, &renamed),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(store.rule(one).unwrap().spec.rule_name, "api one");
+}
+
+/// A rule at every limit of the rule language: 200 predicates (one in a `where`), 12 levels
+/// of nesting, a list of 1000 values and 24 aggregate scopes.
+fn maximal_rule_json() -> serde_json::Value {
+    use serde_json::json;
+    let tier = json!({"field": "city_tier", "operator": "=", "value": 1});
+    let deep = (0..10).fold(json!({ "all": [tier] }), |acc, _| json!({ "not": acc }));
+    let ids: Vec<i64> = (1..=1000).collect();
+    let mut items = vec![
+        deep,
+        json!({"field": "user_id", "operator": "in", "value": ids}),
+    ];
+    for i in 0..24 {
+        let mut p = json!({"field": "total_spend", "operator": ">", "value": i,
+                           "window": {"last_days": i + 1}});
+        if i == 0 {
+            p["where"] = json!({"field": "category", "operator": "=", "value": "Travel"});
+        }
+        items.push(p);
+    }
+    items.extend((0..173).map(|i| json!({"field": "city_tier", "operator": "=", "value": i})));
+    json!({"rule_name": "maximal", "conditions": {"any": items}})
+}
+
+#[test]
+fn the_largest_rule_allowed_refreshes_and_previews() {
+    use am_sql::progress::NoProgress;
+    use am_sql::refresh::{RefreshRequest, RefreshTargets};
+    // Test threads have a 2 MiB stack, like the server's workers.
+    let (_dir, store) = temp_store();
+    let rule = maximal_rule_json();
+    let id = store.create_rule_json(&rule.to_string()).unwrap();
+    let on_it = store
+        .create_rule_json(&format!(
+            r#"{{"rule_name": "on it", "depends_on": [{id}], "conditions": {}}}"#,
+            rule["conditions"]
+        ))
+        .unwrap();
+    let report = store
+        .refresh(
+            &RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli),
+            &NoProgress,
+        )
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(report.node(on_it).is_some());
+    let spec = am_core::validate::parse_rule(&rule).unwrap();
+    store.preview(&spec, None, None).unwrap();
+    store.preview(&spec, Some(id), None).unwrap();
+    store.explain(on_it).unwrap();
 }
