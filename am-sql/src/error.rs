@@ -111,23 +111,58 @@ impl Error {
     }
 }
 
+/// The longest message a translated database error carries, in characters. SQLite's own
+/// messages are far shorter; anything longer is quoting a statement or data.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// `text` on one line (line breaks and runs of spaces become one space), cut at `max`
+/// characters with `…`. For user-facing messages that may quote SQL or data.
+pub fn one_line_short(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 4 + 4));
+    let mut chars = 0;
+    let mut space = false;
+    for c in text.trim().chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        let needed = usize::from(space) + 1;
+        if chars + needed > max {
+            out.push('…');
+            return out;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+        chars += needed;
+    }
+    out
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Error {
-        match &err {
-            rusqlite::Error::SqliteFailure(e, msg) => match e.code {
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Busy,
-                ErrorCode::ConstraintViolation
-                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                        || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-                {
-                    Error::Conflict(msg.clone().unwrap_or_else(|| e.to_string()))
-                }
-                ErrorCode::NotADatabase => {
-                    Error::Database("the file is not an Audience Manager database".into())
-                }
-                _ => Error::Database(err.to_string()),
-            },
-            _ => Error::Database(err.to_string()),
+        let short = |text: &str| one_line_short(text, MAX_MESSAGE_CHARS);
+        let (e, msg) = match &err {
+            rusqlite::Error::SqliteFailure(e, msg) => (e, msg.as_deref()),
+            // Its Display appends the whole statement ("... in SELECT ... at offset N"),
+            // which can be ~100 KB for a big rule: keep SQLite's message only.
+            rusqlite::Error::SqlInputError { error, msg, .. } => (error, Some(msg.as_str())),
+            _ => return Error::Database(short(&err.to_string())),
+        };
+        match e.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Busy,
+            ErrorCode::ConstraintViolation
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Error::Conflict(short(&msg.map_or_else(|| e.to_string(), str::to_string)))
+            }
+            ErrorCode::NotADatabase => {
+                Error::Database("the file is not an Audience Manager database".into())
+            }
+            _ => Error::Database(short(msg.unwrap_or(&e.to_string()))),
         }
     }
 }
@@ -156,6 +191,48 @@ impl From<serde_json::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_errors_do_not_carry_the_statement() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let conditions = vec!["1 > 0"; 5000].join(" AND ");
+        let deep = format!("SELECT 1 WHERE {conditions}");
+        let err = Error::from(conn.prepare(&deep).map(|_| ()).expect_err("too deep"));
+        assert_eq!(
+            err.to_string(),
+            "database error: Expression tree is too large (maximum depth 1000)"
+        );
+        let columns = vec!["1"; 5000].join(", ");
+        let syntax = format!("SELECT {columns} WHERE )");
+        let raw = conn.prepare(&syntax).map(|_| ()).expect_err("syntax");
+        assert!(
+            raw.to_string().len() > syntax.len(),
+            "rusqlite quotes the SQL"
+        );
+        let err = Error::from(raw);
+        assert_eq!(err.to_string(), "database error: near \")\": syntax error");
+
+        let err = Error::from(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(format!("near {}: syntax error", "x".repeat(1000))),
+        ));
+        let text = err.to_string();
+        assert_eq!(
+            text.chars().count(),
+            "database error: ".len() + MAX_MESSAGE_CHARS + "…".chars().count()
+        );
+        assert!(text.ends_with("xx…"), "{text}");
+    }
+
+    #[test]
+    fn one_line_short_joins_lines_and_cuts_with_an_ellipsis() {
+        assert_eq!(one_line_short("  a\n  b\r\nc ", 10), "a b c");
+        assert_eq!(one_line_short("abcdef", 6), "abcdef");
+        assert_eq!(one_line_short("abcdefg", 6), "abcdef…");
+        assert_eq!(one_line_short("ab cd", 3), "ab…");
+        assert_eq!(one_line_short("ééé", 2), "éé…");
+        assert_eq!(one_line_short("", 5), "");
+    }
 
     #[test]
     fn unique_violation_is_a_conflict_and_busy_is_busy() {

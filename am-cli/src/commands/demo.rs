@@ -87,6 +87,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
         RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli),
     )?;
     if ctx.json {
+        let refresh = super::run::report_json(&report)?;
         return output::json(&serde_json::json!({
             "database": ctx.db,
             "generated": {
@@ -95,7 +96,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
                 "upi_transactions": generated.upi_transactions,
             },
             "rules": created.iter().map(|(id, name)| serde_json::json!({"id": id, "rule_name": name})).collect::<Vec<_>>(),
-            "refresh": report,
+            "refresh": refresh,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         }));
     }

@@ -2,6 +2,7 @@
 
 use am_core::expr::Timestamp;
 use am_sql::Store;
+use am_sql::error::one_line_short;
 use am_sql::refresh::{NodeStatus, RefreshReport, RefreshRequest, RefreshTargets};
 use am_sql::runs::RunTrigger;
 use anyhow::Context as _;
@@ -29,7 +30,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     request.as_of = args.as_of.as_deref().map(parse_as_of).transpose()?;
     let report = refresh(&store, request)?;
     if ctx.json {
-        output::json(&report)?;
+        output::json(&report_json(&report)?)?;
     } else {
         output::print(&report_text(&report))?;
     }
@@ -52,6 +53,18 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 pub fn refresh(store: &Store, request: RefreshRequest) -> anyhow::Result<RefreshReport> {
     let bars = Bars::new();
     store.refresh(&request, &bars).context("cannot refresh")
+}
+
+/// The report as JSON, with `as_of` in UTC with a `Z` like every other timestamp.
+pub fn report_json(report: &RefreshReport) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report).context("cannot write the report as JSON")?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "as_of".into(),
+            report.as_of.format("%Y-%m-%dT%H:%M:%SZ").to_string().into(),
+        );
+    }
+    Ok(value)
 }
 
 /// The result table, with a line saying what was refreshed as of when.
@@ -104,21 +117,49 @@ pub fn report_text(report: &RefreshReport) -> String {
         ]);
     }
     let mut out = t.render();
-    for n in report.nodes.iter().filter(|n| n.error.is_some()) {
+    for n in &report.nodes {
+        if let Some(error) = &n.error {
+            out.push_str(&format!(
+                "#{} {}: {}\n",
+                n.rule_id,
+                n.rule_name,
+                one_line_short(error, ERROR_CHARS)
+            ));
+        }
+    }
+    let total = report.nodes.len();
+    let count = |status| report.nodes.iter().filter(|n| n.status == status).count();
+    let (succeeded, failed, skipped) = (
+        count(NodeStatus::Succeeded),
+        count(NodeStatus::Failed),
+        count(NodeStatus::Skipped),
+    );
+    let when = report.as_of.format("%Y-%m-%d %H:%M:%S");
+    if succeeded == total {
         out.push_str(&format!(
-            "#{} {}: {}\n",
-            n.rule_id,
-            n.rule_name,
-            n.error.as_deref().unwrap_or_default()
+            "refreshed {} as of {when} UTC\n",
+            output::plural(total as i64, "segment")
+        ));
+    } else {
+        let mut not = Vec::new();
+        if failed > 0 {
+            not.push(format!("{} failed", output::count(failed as i64)));
+        }
+        if skipped > 0 {
+            not.push(format!("{} skipped", output::count(skipped as i64)));
+        }
+        out.push_str(&format!(
+            "refreshed {} of {} as of {when} UTC; {}\n",
+            output::count(succeeded as i64),
+            output::plural(total as i64, "segment"),
+            not.join(", ")
         ));
     }
-    out.push_str(&format!(
-        "refreshed {} as of {} UTC\n",
-        output::plural(report.nodes.len() as i64, "segment"),
-        report.as_of.format("%Y-%m-%d %H:%M:%S")
-    ));
     out
 }
+
+/// The longest error shown for a rule in the result table, in characters.
+const ERROR_CHARS: usize = 200;
 
 /// `YYYY-MM-DD` (the end of that day), `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` (UTC),
 /// or RFC 3339 with an offset.
@@ -145,6 +186,61 @@ pub fn parse_as_of(text: &str) -> anyhow::Result<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use am_sql::refresh::NodeOutcome;
+
+    fn node(id: i64, status: NodeStatus, error: Option<String>) -> NodeOutcome {
+        let ok = status == NodeStatus::Succeeded;
+        NodeOutcome {
+            rule_id: id,
+            rule_name: format!("Rule {id}"),
+            status,
+            row_count: ok.then_some(10),
+            entered: ok.then_some(10),
+            left: ok.then_some(0),
+            duration: std::time::Duration::from_millis(5),
+            reused_from: vec![],
+            error,
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn failures_are_short_one_line_and_not_counted_as_refreshed() {
+        let long = format!(
+            "no such column: x in SELECT\n{}",
+            "\"user_id\", ".repeat(10_000)
+        );
+        let report = RefreshReport {
+            as_of: parse_as_of("2025-06-30 12:00:00").expect("time"),
+            nodes: vec![
+                node(1, NodeStatus::Succeeded, None),
+                node(2, NodeStatus::Failed, Some(long)),
+                node(
+                    3,
+                    NodeStatus::Skipped,
+                    Some("upstream rule #2 failed".into()),
+                ),
+            ],
+        };
+        let text = report_text(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7, "{text}");
+        let error = lines[4];
+        assert!(error.starts_with("#2 Rule 2: no such column: x in SELECT \"user_id\", "));
+        assert!(error.ends_with('…'), "{error}");
+        assert_eq!(error.chars().count(), "#2 Rule 2: ".len() + ERROR_CHARS + 1);
+        assert_eq!(lines[5], "#3 Rule 3: upstream rule #2 failed");
+        assert_eq!(
+            lines[6],
+            "refreshed 1 of 3 segments as of 2025-06-30 12:00:00 UTC; 1 failed, 1 skipped"
+        );
+
+        let all = RefreshReport {
+            nodes: vec![node(1, NodeStatus::Succeeded, None)],
+            ..report
+        };
+        assert!(report_text(&all).ends_with("refreshed 1 segment as of 2025-06-30 12:00:00 UTC\n"));
+    }
 
     #[test]
     fn as_of_accepts_dates_times_and_rfc3339() {

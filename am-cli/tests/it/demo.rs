@@ -104,7 +104,7 @@ fn run_explain_and_segments_after_the_demo() {
     ]));
     assert_eq!(one.code, 0, "{}", one.stderr);
     let report: serde_json::Value = serde_json::from_str(&one.stdout).expect("json");
-    assert_eq!(report["as_of"], "2025-06-30T23:59:59");
+    assert_eq!(report["as_of"], "2025-06-30T23:59:59Z");
     let nodes = report["nodes"].as_array().expect("nodes");
     assert!(
         nodes

@@ -5,6 +5,7 @@ mod data;
 mod demo;
 mod errors;
 mod rules;
+mod run;
 mod surface;
 
 use std::path::{Path, PathBuf};
