@@ -215,12 +215,28 @@ pub enum SegmentsCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
-    pub addr: SocketAddr,
+    /// The address to listen on: an IP address or a host name, and a port.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = host_port)]
+    pub addr: String,
     /// Require `Authorization: Bearer TOKEN` on every API call.
     #[arg(long, env = "AM_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`): checked here for its
+/// shape, resolved when the server starts.
+fn host_port(text: &str) -> Result<String, String> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    let shape = "expected HOST:PORT, e.g. 127.0.0.1:8080 or localhost:8080";
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| shape.to_string())?;
+    if host.is_empty() || host.contains(':') || host.chars().any(char::is_whitespace) {
+        return Err(shape.to_string());
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+    Ok(text.to_string())
 }
 
 #[cfg(test)]
@@ -231,5 +247,30 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn addresses_are_ip_or_host_names_with_a_port() {
+        for ok in [
+            "127.0.0.1:8080",
+            "[::1]:0",
+            "localhost:8080",
+            "my-host.example:80",
+        ] {
+            assert_eq!(host_port(ok), Ok(ok.to_string()));
+        }
+        let err = |text: &str| Err::<String, String>(text.to_string());
+        let shape = "expected HOST:PORT, e.g. 127.0.0.1:8080 or localhost:8080";
+        assert_eq!(host_port("not-an-address"), err(shape));
+        assert_eq!(host_port(":8080"), err(shape));
+        assert_eq!(host_port("::1:8080"), err(shape));
+        assert_eq!(
+            host_port("localhost:http"),
+            err("port \"http\" is not a number from 0 to 65535")
+        );
+        assert_eq!(
+            host_port("localhost:70000"),
+            err("port \"70000\" is not a number from 0 to 65535")
+        );
     }
 }

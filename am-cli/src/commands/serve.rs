@@ -1,35 +1,74 @@
 //! `am serve`: the HTTP API, the web UI and the scheduler on this database, until Ctrl-C.
 
-use am_http::ServerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use am_http::{ServerConfig, SystemClock};
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 
 use super::Context;
 use crate::cli::ServeArgs;
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let mut config = ServerConfig::from_env(args.addr);
-    // `--token` (or AM_API_TOKEN through clap) wins; an empty token means none.
-    if let Some(token) = args.token.as_ref().filter(|t| !t.trim().is_empty()) {
-        config.token = Some(token.clone());
-    }
-    let protected = config.token.is_some();
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    eprintln!(
-        "serving {} on http://{} (API under /api{}); press Ctrl-C to stop",
-        store.path().display(),
-        args.addr,
-        if protected { ", token required" } else { "" }
-    );
-    runtime
-        .block_on(am_http::serve(store, config, shutdown_signal()))
-        .context("the server stopped")?;
+    runtime.block_on(async {
+        // Bind first: the banner promises a server that is really listening.
+        let listener = bind(&args.addr).await?;
+        let addr = listener
+            .local_addr()
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let mut config = ServerConfig::from_env(addr);
+        // `--token` (or AM_API_TOKEN through clap) wins; an empty token means none.
+        if let Some(token) = args.token.as_ref().filter(|t| !t.trim().is_empty()) {
+            config.token = Some(token.clone());
+        }
+        eprintln!(
+            "serving {} on http://{} (API under /api{}); press Ctrl-C to stop",
+            store.path().display(),
+            addr,
+            if config.token.is_some() {
+                ", token required"
+            } else {
+                ""
+            }
+        );
+        am_http::serve_on(
+            listener,
+            store,
+            config,
+            Arc::new(SystemClock),
+            shutdown_signal(),
+        )
+        .await
+        .context("the server stopped")
+    })?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Resolves `HOST:PORT` and binds the first of its addresses that can be bound.
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let candidates: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr}"))?
+        .collect();
+    let mut last = None;
+    for candidate in candidates {
+        match TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(anyhow::Error::new(e).context(format!("cannot listen on {addr}"))),
+        None => anyhow::bail!("cannot resolve {addr}: no addresses"),
+    }
 }
 
 /// Completes on Ctrl-C (or SIGTERM on Unix), so a refresh in progress can finish.

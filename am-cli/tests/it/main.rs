@@ -6,6 +6,7 @@ mod demo;
 mod errors;
 mod rules;
 mod run;
+mod serve;
 mod surface;
 
 use std::path::{Path, PathBuf};
