@@ -57,6 +57,13 @@ pub enum Error {
     /// A CSV file has bad rows; nothing was imported.
     #[error(transparent)]
     Import(#[from] ImportErrors),
+    /// A CSV file's header does not name the table's columns: the whole file is refused
+    /// (skipping bad rows cannot help). `message` says what is wrong and what is expected.
+    #[error("header: {message}")]
+    BadHeader {
+        table: &'static str,
+        message: String,
+    },
     /// An operation was refused as asked, e.g. generating into tables that hold data.
     #[error("{0}")]
     Refused(String),

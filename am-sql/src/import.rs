@@ -1,7 +1,9 @@
 //! CSV import into the data tables (`users`, `credit_card_transactions`, `upi_transactions`).
 //!
-//! Every row is validated before anything is kept: a file with bad rows imports nothing and
-//! reports each bad row with its line number (the header is line 1) and reason, unless the
+//! A header that does not name the table's columns refuses the whole file
+//! ([`Error::BadHeader`]). Every row is validated before anything is kept: a file with bad
+//! rows imports nothing and reports each bad row with its line number (the header is line 1)
+//! and reason, unless the
 //! caller asks to skip bad rows, in which case the good rows are imported and the bad ones
 //! counted. The whole file goes in one transaction.
 
@@ -312,31 +314,32 @@ fn exists(stmt: &mut Statement<'_>, id: i64) -> Result<bool> {
         .is_some())
 }
 
-/// Maps each of the table's columns to its position in the file, or reports what is
-/// missing, unknown or repeated (as line 1).
+/// Maps each of the table's columns to its position in the file, or refuses the file
+/// ([`Error::BadHeader`]) saying what is missing, unknown or repeated and what is expected.
 fn read_header<R: Read>(csv: &mut csv::Reader<R>, table: ImportTable) -> Result<Vec<usize>> {
-    let header_error = |message: String| {
-        Error::Import(ImportErrors {
-            table: table.table_name(),
-            errors: vec![RowError { line: 1, message }],
-            total: 1,
-        })
+    let header_error = |problem: String| Error::BadHeader {
+        table: table.table_name(),
+        message: format!("{problem}; expected {}", table.columns().join(",")),
+    };
+    let list = |what: &str, names: &[&str]| {
+        format!(
+            "{what} column{} {}",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        )
     };
     let names = match csv.headers() {
         Ok(h) => h.clone(),
         Err(e) => match e.kind() {
             csv::ErrorKind::Utf8 { .. } => {
-                return Err(header_error("the header is not valid UTF-8 text".into()));
+                return Err(header_error("not valid UTF-8 text".into()));
             }
             _ => return Err(Error::from(e)),
         },
     };
     let expected = table.columns();
     if names.is_empty() || (names.len() == 1 && names.get(0) == Some("")) {
-        return Err(header_error(format!(
-            "the file is empty; expected a header with the columns {}",
-            expected.join(", ")
-        )));
+        return Err(header_error("the file is empty".into()));
     }
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
@@ -348,21 +351,16 @@ fn read_header<R: Read>(csv: &mut csv::Reader<R>, table: ImportTable) -> Result<
         .filter(|c| !names.iter().any(|n| n == *c))
         .collect();
     if !missing.is_empty() {
-        problems.push(format!("missing column(s) {}", missing.join(", ")));
+        problems.push(list("missing", &missing));
     }
     if !unknown.is_empty() {
-        problems.push(format!("unknown column(s) {}", unknown.join(", ")));
+        problems.push(list("unknown", &unknown));
     }
     if !repeated.is_empty() {
-        problems.push(format!("repeated column(s) {}", repeated.join(", ")));
+        problems.push(list("repeated", &repeated));
     }
     if !problems.is_empty() {
-        return Err(header_error(format!(
-            "{}; the {} file's columns are {}",
-            problems.join("; "),
-            table.table_name(),
-            expected.join(", ")
-        )));
+        return Err(header_error(problems.join("; ")));
     }
     Ok(expected
         .iter()

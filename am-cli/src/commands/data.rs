@@ -119,6 +119,10 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
                 output::plural(errors.total as i64, "bad row")
             );
         }
+        Err(header @ am_sql::Error::BadHeader { .. }) => {
+            // The whole file is refused: --skip-bad-rows would not help.
+            anyhow::bail!("{name}: {header}");
+        }
         Err(other) => {
             return Err(anyhow::Error::new(other).context(format!("cannot import {name}")));
         }

@@ -120,3 +120,23 @@ fn generate_options_out_of_range_are_one_line_errors() {
     assert!(!s.path("audience.db").exists());
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows() {
+    let s = Scratch::new();
+    s.write(
+        "users.csv",
+        "user_id,name,city_tier,created_at\n1,Asha,1,\n",
+    );
+    let mut out = String::new();
+    for extra in [None, Some("--skip-bad-rows")] {
+        let o = run(s.am().args(["import", "users", "users.csv"]).args(extra));
+        assert_eq!(o.code, 1);
+        assert_eq!(
+            o.stderr,
+            "am: users.csv: header: missing column email; expected user_id,name,email,city_tier,created_at\n"
+        );
+        out.push_str(&o.snapshot());
+    }
+    insta::assert_snapshot!(out);
+}
