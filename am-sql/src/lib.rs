@@ -3,6 +3,7 @@
 
 pub mod bind;
 pub mod catalog;
+pub mod csv_text;
 pub mod datagen;
 pub mod db;
 pub mod dialect;

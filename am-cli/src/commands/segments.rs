@@ -220,13 +220,9 @@ fn export(
     Ok(())
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(value: Option<&str>) -> String {
-    match value {
-        None => String::new(),
-        Some(v) if v.contains([',', '"', '\n', '\r']) => format!("\"{}\"", v.replace('"', "\"\"")),
-        Some(v) => v.to_string(),
-    }
+/// A CSV field by the rule the API's export uses too: quoted when needed, formulas defused.
+fn csv_field(value: Option<&str>) -> std::borrow::Cow<'_, str> {
+    value.map_or(std::borrow::Cow::Borrowed(""), am_sql::csv_text::csv_safe)
 }
 
 fn diff(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
@@ -263,6 +259,11 @@ mod tests {
         assert_eq!(csv_field(Some("Asha Rao")), "Asha Rao");
         assert_eq!(csv_field(Some("Rao, Asha")), "\"Rao, Asha\"");
         assert_eq!(csv_field(Some("say \"hi\"")), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            csv_field(Some("=HYPERLINK(\"x\")")),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
+        assert_eq!(csv_field(Some("-cmd@x")), "\"'-cmd@x\"");
     }
 
     #[test]
