@@ -256,6 +256,55 @@ pub fn sample(conn: &Connection, id: SegmentId, limit: u32) -> Result<Vec<Member
     Ok(rows)
 }
 
+/// Who entered and who left a segment at its last refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembershipDiff {
+    /// Members now that were not members before (everyone, after the first refresh).
+    pub entered_total: i64,
+    pub left_total: i64,
+    /// Up to the asked-for number of user ids of each side, ascending.
+    pub entered: Vec<i64>,
+    pub left: Vec<i64>,
+}
+
+/// Compares a segment with the members it had before its last refresh (the engine keeps
+/// them as `segment_output_<id>__previous`).
+pub fn membership_diff(conn: &Connection, id: SegmentId, limit: u32) -> Result<MembershipDiff> {
+    let seg = segment(conn, id)?;
+    let live = segment_table_name(seg.rule_id);
+    let previous = crate::dialect::previous_table_name(seg.rule_id);
+    let has_previous: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [&previous],
+        |r| r.get(0),
+    )?;
+    let side = |from: &str, minus: Option<&str>| -> Result<(i64, Vec<i64>)> {
+        let set = match minus {
+            Some(minus) => {
+                format!("SELECT user_id FROM \"{from}\" EXCEPT SELECT user_id FROM \"{minus}\"")
+            }
+            None => format!("SELECT user_id FROM \"{from}\""),
+        };
+        let total = conn.query_row(&format!("SELECT count(*) FROM ({set})"), [], |r| r.get(0))?;
+        let ids = conn
+            .prepare(&format!("{set} ORDER BY 1 LIMIT ?1"))?
+            .query_map([i64::from(limit)], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok((total, ids))
+    };
+    let ((entered_total, entered), (left_total, left)) = if has_previous {
+        (side(&live, Some(&previous))?, side(&previous, Some(&live))?)
+    } else {
+        (side(&live, None)?, (0, Vec::new()))
+    };
+    Ok(MembershipDiff {
+        entered_total,
+        left_total,
+        entered,
+        left,
+    })
+}
+
 /// Calls `f` with every member of a segment (user id, name, email), by user id, without
 /// holding them all in memory: the CSV export streams from here. Stops at `f`'s first error.
 pub fn for_each_member<E>(

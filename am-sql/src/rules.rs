@@ -17,6 +17,7 @@ use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 
 use crate::catalog::{Page, segment_table_name};
 use crate::db::{now_text, parse_time};
+use crate::dialect::previous_table_name;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -377,7 +378,9 @@ impl Store {
                 rule.spec.rule_name
             )));
         }
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", segment_table_name(id)))?;
+        for table in [segment_table_name(id), previous_table_name(id)] {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+        }
         // The catalog row goes with it (ON DELETE CASCADE); runs keep the rule's name.
         tx.execute("DELETE FROM rule_table WHERE id = ?1", [id])?;
         tx.commit()?;

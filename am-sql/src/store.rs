@@ -162,6 +162,11 @@ impl Store {
         catalog::segment_for_rule(&self.connection()?, rule_id)
     }
 
+    /// Who entered and who left a segment at its last refresh, with up to `limit` ids each.
+    pub fn membership_diff(&self, id: SegmentId, limit: u32) -> Result<catalog::MembershipDiff> {
+        catalog::membership_diff(&self.connection()?, id, limit)
+    }
+
     /// Up to `limit` members of a segment with their name and email.
     pub fn sample(&self, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
         catalog::sample(&self.connection()?, id, limit)

@@ -30,9 +30,23 @@ pub trait Dialect {
     /// A schema statement in this engine's SQL.
     fn table(&self, create: &TableCreateStatement) -> String;
 
-    /// The statements that replace a rule's segment table with its next table; the engine
-    /// runs them inside one transaction together with the catalog update.
-    fn swap_statements(&self, rule_id: RuleId) -> Vec<String>;
+    /// The statements that replace a rule's segment table with its next table, keeping the
+    /// replaced members as `segment_output_<id>__previous` (what `diff` compares against);
+    /// the engine runs them inside one transaction together with the catalog update.
+    /// Renames cost nothing, whatever the segment's size.
+    fn swap_statements(&self, rule_id: RuleId, has_live: bool) -> Vec<String> {
+        let live = segment_table_name(rule_id);
+        let previous = previous_table_name(rule_id);
+        let mut statements = vec![format!("DROP TABLE IF EXISTS \"{previous}\"")];
+        if has_live {
+            statements.push(format!("ALTER TABLE \"{live}\" RENAME TO \"{previous}\""));
+        }
+        statements.push(format!(
+            "ALTER TABLE \"{}\" RENAME TO \"{live}\"",
+            next_table_name(rule_id)
+        ));
+        statements
+    }
 
     /// `INSERT INTO <next> (user_id) <select>`, with placeholders and values.
     fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values);
@@ -41,6 +55,11 @@ pub trait Dialect {
 /// The table a refresh builds before swapping it in: `segment_output_<id>__next`.
 pub fn next_table_name(rule_id: RuleId) -> String {
     format!("{}__next", segment_table_name(rule_id))
+}
+
+/// The members a segment had before its last refresh: `segment_output_<id>__previous`.
+pub fn previous_table_name(rule_id: RuleId) -> String {
+    format!("{}__previous", segment_table_name(rule_id))
 }
 
 /// `CREATE TABLE segment_output_<id>__next (user_id INTEGER PRIMARY KEY)`, the contract's

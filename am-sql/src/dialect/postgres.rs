@@ -4,8 +4,7 @@
 use am_core::rule::RuleId;
 use sea_query::{PostgresQueryBuilder, SelectStatement, TableCreateStatement, Values};
 
-use super::{Dialect, insert_next, next_table_name};
-use crate::catalog::segment_table_name;
+use super::{Dialect, insert_next};
 
 /// The PostgreSQL dialect.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,17 +25,6 @@ impl Dialect for Postgres {
 
     fn table(&self, create: &TableCreateStatement) -> String {
         create.to_string(PostgresQueryBuilder)
-    }
-
-    fn swap_statements(&self, rule_id: RuleId) -> Vec<String> {
-        let live = segment_table_name(rule_id);
-        vec![
-            format!("DROP TABLE IF EXISTS \"{live}\""),
-            format!(
-                "ALTER TABLE \"{}\" RENAME TO \"{live}\"",
-                next_table_name(rule_id)
-            ),
-        ]
     }
 
     fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values) {

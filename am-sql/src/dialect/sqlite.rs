@@ -36,17 +36,6 @@ impl Dialect for Sqlite {
         create.to_string(SqliteQueryBuilder)
     }
 
-    fn swap_statements(&self, rule_id: RuleId) -> Vec<String> {
-        let live = segment_table_name(rule_id);
-        vec![
-            format!("DROP TABLE IF EXISTS \"{live}\""),
-            format!(
-                "ALTER TABLE \"{}\" RENAME TO \"{live}\"",
-                next_table_name(rule_id)
-            ),
-        ]
-    }
-
     fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values) {
         insert_next(rule_id, select).build(SqliteQueryBuilder)
     }
@@ -109,8 +98,8 @@ pub struct SwapCounts {
 }
 
 /// Rebuilds `segment_output_<id>` from the select in one `IMMEDIATE` transaction: fills
-/// `segment_output_<id>__next`, counts who entered and left, drops the old table, renames the
-/// next one and calls `publish` (catalog row, run status) before committing.
+/// `segment_output_<id>__next`, counts who entered and left, keeps the old table as
+/// `segment_output_<id>__previous`, renames the next one and calls `publish` (catalog row, run status) before committing.
 ///
 /// Readers see the whole transaction or none of it: the old members or the new ones. On any
 /// error everything rolls back, next table included, so the old table and catalog row stay
@@ -136,7 +125,8 @@ where
     let row_count = i64::try_from(inserted).unwrap_or(i64::MAX);
     let live = segment_table_name(rule_id);
     let next = next_table_name(rule_id);
-    let (entered, left) = if table_exists(&tx, &live)? {
+    let has_live = table_exists(&tx, &live)?;
+    let (entered, left) = if has_live {
         let old: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{live}\""), [], |r| {
             r.get(0)
         })?;
@@ -151,7 +141,7 @@ where
     } else {
         (row_count, 0)
     };
-    for sql in Sqlite.swap_statements(rule_id) {
+    for sql in Sqlite.swap_statements(rule_id, has_live) {
         tx.execute_batch(&sql)?;
     }
     let counts = SwapCounts {

@@ -677,6 +677,16 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
     assert_eq!(refreshed(&report), vec![diff]);
     assert_eq!(members(&db.conn, diff), ids(&[1, 3]));
     assert!(refresh(store, RefreshTargets::Stale).nodes.is_empty());
+    let first = am_sql::catalog::segment_for_rule(&db.conn, diff)
+        .unwrap()
+        .unwrap()
+        .id;
+    let changes = store.membership_diff(first, 10).unwrap();
+    assert_eq!(
+        (changes.entered, changes.left),
+        (vec![1, 3], vec![]),
+        "first build: everyone entered"
+    );
 
     // New data makes everything stale.
     db.conn
@@ -689,6 +699,23 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
     assert_eq!(refreshed(&report), vec![over_100, over_1000, diff]);
     assert_eq!(members(&db.conn, over_1000), ids(&[2, 3]));
     assert_eq!(members(&db.conn, diff), ids(&[1]));
+    // Who entered and who left at that refresh, against the members kept from before it.
+    let segment_of = |rule| {
+        am_sql::catalog::segment_for_rule(&db.conn, rule)
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let changes = store.membership_diff(segment_of(over_1000), 10).unwrap();
+    assert_eq!((changes.entered, changes.left), (vec![3], vec![]));
+    let changes = store.membership_diff(segment_of(diff), 10).unwrap();
+    assert_eq!((changes.entered_total, changes.left_total), (0, 1));
+    assert_eq!((changes.entered, changes.left), (vec![], vec![3]));
+    let changes = store.membership_diff(segment_of(diff), 0).unwrap();
+    assert_eq!(
+        (changes.entered_total, changes.left_total, changes.left),
+        (0, 1, vec![])
+    );
     let run = am_sql::runs::get_run(&db.conn, report.node(diff).unwrap().run_id.unwrap()).unwrap();
     assert_eq!(run.status, am_sql::runs::RunStatus::Succeeded);
     assert_eq!(run.row_count, Some(1));
