@@ -210,6 +210,9 @@ pub enum SegmentsCommand {
     Diff {
         /// The segment's rule, by id or name.
         rule: String,
+        /// How many user ids to list on each side.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
     },
 }
 

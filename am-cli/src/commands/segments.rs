@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, cmd: SegmentsCommand) -> anyhow::Result<()> {
             format,
             output,
         } => export(&conn, &rule, format, output.as_deref()),
-        SegmentsCommand::Diff { rule } => diff(ctx, &conn, &rule),
+        SegmentsCommand::Diff { rule, limit } => diff(ctx, &store, &conn, &rule, limit),
     }
 }
 
@@ -225,27 +225,54 @@ fn csv_field(value: Option<&str>) -> std::borrow::Cow<'_, str> {
     value.map_or(std::borrow::Cow::Borrowed(""), am_sql::csv_text::csv_safe)
 }
 
-fn diff(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
+fn diff(
+    ctx: &Context,
+    store: &am_sql::Store,
+    conn: &Connection,
+    rule: &str,
+    limit: u32,
+) -> anyhow::Result<()> {
     let s = find(conn, rule)?;
+    let changes = store
+        .membership_diff(s.id, limit)
+        .context("cannot compare the segment with its previous members")?;
     if ctx.json {
         return output::json(&serde_json::json!({
             "rule_id": s.rule_id,
             "segment_name": s.segment_name,
             "last_refreshed_at": s.last_refreshed_at,
             "members": s.row_count,
-            "entered": s.entered,
-            "left": s.left,
-            "ids_recorded": false,
+            "entered": changes.entered_total,
+            "left": changes.left_total,
+            "entered_ids": changes.entered,
+            "left_ids": changes.left,
         }));
     }
+    let side = |total: i64, ids: &[i64]| {
+        if ids.is_empty() {
+            return String::new();
+        }
+        let listed = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = total - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        if more > 0 {
+            format!(": {listed} and {} more", output::count(more))
+        } else {
+            format!(": {listed}")
+        }
+    };
     output::print(&format!(
-        "{}: {} entered and {} left at the last refresh ({} UTC); {} now\n\
-         (the engine records how many users entered and left, not which ones)\n",
+        "{}: at the last refresh ({} UTC); {} now\n  entered {}{}\n  left    {}{}\n",
         s.segment_name,
-        output::count(s.entered),
-        output::count(s.left),
         s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S"),
         output::plural(s.row_count, "member"),
+        output::count(changes.entered_total),
+        side(changes.entered_total, &changes.entered),
+        output::count(changes.left_total),
+        side(changes.left_total, &changes.left),
     ))
 }
 

@@ -164,7 +164,16 @@ fn run_explain_and_segments_after_the_demo() {
             .expect("json");
     assert_eq!(members["row_count"].as_u64(), Some(rows.len() as u64));
 
-    let diff = run(am().args(["segments", "diff", "Big spenders"]));
-    assert_eq!(diff.code, 0);
-    assert!(diff.stdout.contains("not which ones"), "{}", diff.stdout);
+    // After the first build every member entered, and nobody left.
+    let diff = run(am().args(["--json", "segments", "diff", "Big spenders", "-n", "3"]));
+    assert_eq!(diff.code, 0, "{}", diff.stderr);
+    let diff: serde_json::Value = serde_json::from_str(&diff.stdout).expect("json");
+    assert_eq!(diff["entered"], diff["members"]);
+    assert_eq!(diff["left"], 0);
+    assert_eq!(diff["entered_ids"].as_array().map(Vec::len), Some(3));
+    assert_eq!(diff["left_ids"], serde_json::json!([]));
+    let text = run(am().args(["segments", "diff", "Big spenders", "-n", "2"]));
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(text.stdout.contains(" more\n"), "{}", text.stdout);
+    assert!(text.stdout.contains("left    0\n"), "{}", text.stdout);
 }

@@ -197,21 +197,10 @@ pub async fn lineage(
     Ok(Json(view))
 }
 
-/// One CSV field: quoted when it holds a separator, a quote or a line break; a leading
-/// `= + - @` is prefixed with `'` so spreadsheets do not run it as a formula.
+/// One CSV field, by the rule the CLI's export shares: quoted when needed, a leading
+/// `= + - @` defused with `'` so spreadsheets do not run it as a formula.
 fn csv_field(out: &mut String, value: &str) {
-    let guarded = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let needs_quotes = guarded || value.contains([',', '"', '\n', '\r']);
-    if needs_quotes {
-        out.push('"');
-        if guarded {
-            out.push('\'');
-        }
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
+    out.push_str(&am_sql::csv_text::csv_safe(value));
 }
 
 /// Every member as CSV (`user_id,name,email`), streamed in chunks as the database reads them.
