@@ -8,7 +8,9 @@
 //!   catalog stores as `sql_query` and what explain and preview show.
 //! - **shared**: a refresh first fills one scratch table per (source, window) with the
 //!   per-user aggregates of every scope the plan uses over it (one scan of the transactions,
-//!   each scope's filter applied with `CASE`), and every rule then only reads those tables.
+//!   each scope's filter applied with `CASE`, users without a profile left out), and every
+//!   rule then only reads those tables. A rule that reads no profile field and is false for
+//!   users without transactions reads its aggregate table alone, without joining `users`.
 //!
 //! Semantics mirror `am_core::evaluate` exactly: money in integer cents
 //! (`CAST(ROUND(amount * 100) AS INTEGER)`), SQL aggregate semantics with `COALESCE` for the
@@ -222,9 +224,10 @@ impl AggregateLayout {
         create
     }
 
-    /// `INSERT INTO agg_<n> SELECT user_id, <aggregates> FROM <scan> GROUP BY user_id`: one
-    /// scan of the window's transactions; each scope's filter becomes a `CASE` inside its
-    /// aggregates.
+    /// `INSERT INTO agg_<n> SELECT user_id, <aggregates> FROM <scan> GROUP BY user_id HAVING
+    /// user_id IN (SELECT user_id FROM users)`: one scan of the window's transactions; each
+    /// scope's filter becomes a `CASE` inside its aggregates. Users with transactions but no
+    /// profile are left out, so the table's rows are members' candidates on their own.
     pub fn fill_statement(&self, table: &SharedTable, as_of: Timestamp) -> InsertStatement {
         let mut select = Query::select();
         select.column((SCAN, USER_ID));
@@ -262,9 +265,14 @@ impl AggregateLayout {
             &scan_columns,
             as_of,
         );
+        // Only users with a profile: a rule may then read its members from this table alone
+        // (`IN` on the rowid is a lookup per user, not per transaction).
+        let mut profiles = Query::select();
+        profiles.column(USER_ID).from(USERS);
         select
             .from_subquery(scan, SCAN)
-            .group_by_col((SCAN, USER_ID));
+            .group_by_col((SCAN, USER_ID))
+            .and_having(SqlExpr::col((SCAN, USER_ID)).in_subquery(profiles));
         let mut insert = Query::insert();
         insert
             .into_table(Alias::new(table.name.clone()))
@@ -383,10 +391,15 @@ fn compound<'s>(
     q
 }
 
-/// `SELECT users.user_id FROM users [JOIN base] LEFT JOIN <aggregates> WHERE <condition>`.
+/// `SELECT users.user_id FROM users [JOIN base] LEFT JOIN <aggregates> WHERE <condition>`,
+/// or, with shared aggregates, `SELECT a<i>.user_id FROM agg_<i> AS a<i> [JOIN base] WHERE
+/// <condition>` when that one table decides membership (see [`aggregates_only`]).
 fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectStatement {
     let mut needs = AggregateNeeds::new();
     collect_expr_needs(e, &mut needs);
+    if let Some(q) = aggregates_only(inner, e, &needs, ctx) {
+        return q;
+    }
     let mut q = Query::select();
     q.column((USERS, USER_ID)).from(USERS);
     match inner {
@@ -446,6 +459,78 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
     let cond = user_condition(e, &located, ctx.as_of);
     q.and_where(cond);
     q
+}
+
+/// The filter read from one shared aggregate table alone, without `users`: when the
+/// condition reads no profile field, every scope it reads is in that table, and it is false for
+/// a user without a row there. The table holds only users with a profile (its fill keeps
+/// those), so its rows with the condition true are exactly the members.
+fn aggregates_only(
+    inner: &SetExpr,
+    e: &Expr,
+    needs: &AggregateNeeds,
+    ctx: &RenderContext<'_>,
+) -> Option<SelectStatement> {
+    let Aggregates::Shared(layout) = ctx.aggregates else {
+        return None;
+    };
+    if reads_profile(e) {
+        return None;
+    }
+    let mut tables = needs.keys().map(|s| layout.locate(s).map(|(i, _)| i));
+    let i = tables.next()??;
+    if !tables.all(|t| t == Some(i)) {
+        return None;
+    }
+    let absent = |s: &Scope| layout.locate(s).is_some_and(|(j, _)| j == i);
+    if when_absent(e, &absent, ctx.as_of) != Some(false) {
+        return None;
+    }
+    let alias = format!("a{i}");
+    let mut q = Query::select();
+    q.column((Alias::new(alias.clone()), USER_ID)).from_as(
+        Alias::new(layout.tables[i].name.clone()),
+        Alias::new(alias.clone()),
+    );
+    let on = || SqlExpr::col((BASE, USER_ID)).equals((Alias::new(alias.clone()), USER_ID));
+    match inner {
+        SetExpr::AllUsers => {}
+        SetExpr::Segment(id) => {
+            q.join_as(
+                sea_query::JoinType::InnerJoin,
+                Alias::new(segment_table(*id)),
+                BASE,
+                on(),
+            );
+        }
+        other => {
+            q.join_subquery(
+                sea_query::JoinType::InnerJoin,
+                render_set(other, ctx),
+                BASE,
+                on(),
+            );
+        }
+    }
+    let located = needs
+        .keys()
+        .filter_map(|s| {
+            let (_, prefix) = layout.locate(s)?;
+            Some((s.clone(), (alias.clone(), prefix.to_owned())))
+        })
+        .collect();
+    q.and_where(user_condition(e, &located, ctx.as_of));
+    Some(q)
+}
+
+/// Whether a condition reads a profile field (a column of `users`).
+fn reads_profile(e: &Expr) -> bool {
+    match e {
+        Expr::True | Expr::False | Expr::Pred(Pred::Aggregate { .. } | Pred::Tx { .. }) => false,
+        Expr::Pred(Pred::Profile { .. }) => true,
+        Expr::All(xs) | Expr::Any(xs) => xs.iter().any(reads_profile),
+        Expr::Not(x) => reads_profile(x),
+    }
 }
 
 /// `INNER JOIN` when a user without a row in the joined aggregates cannot satisfy the
