@@ -7,4 +7,5 @@ mod api_segments;
 mod auth_and_ui;
 mod concurrency;
 mod scheduler;
+mod shutdown;
 mod support;
