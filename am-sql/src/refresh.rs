@@ -231,8 +231,7 @@ pub fn refresh_plan(
     for node in &nodes {
         collect_set_needs(&node.compute, &mut needs);
     }
-    let mut layout = AggregateLayout::new(&needs);
-    layout.plan_users_table(nodes.iter().map(|n| &n.compute), as_of);
+    let layout = AggregateLayout::new(&needs);
     let restore = read_faster(conn);
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
@@ -344,15 +343,6 @@ fn fill_shared(
         sqlite::execute(conn, (sql, values))?;
         progress.advance(1);
     }
-    // Built once from `users` and the tables above, so the rules that need `users` each
-    // scan it in order instead of looking every user up.
-    if let (Some(users), Some((create, fill))) =
-        (&layout.users_table, layout.users_table_statements())
-    {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", users.name))?;
-        conn.execute_batch(&create)?;
-        conn.execute_batch(&fill)?;
-    }
     Ok(())
 }
 
@@ -392,9 +382,6 @@ fn restore_settings(conn: &Connection, previous: &[(&'static str, i64)]) {
 }
 
 fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
-    if let Some(users) = &layout.users_table {
-        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", users.name));
-    }
     for table in &layout.tables {
         // Temporary tables vanish with the connection anyway; failing to drop one early
         // is harmless.

@@ -171,25 +171,6 @@ pub struct SharedTable {
 pub struct AggregateLayout {
     pub tables: Vec<SharedTable>,
     by_scope: BTreeMap<Scope, (usize, String)>,
-    /// The per-user table every rule that needs `users` reads instead, if the plan has such
-    /// rules (see [`AggregateLayout::plan_users_table`]).
-    pub users_table: Option<UsersTable>,
-}
-
-/// A scratch table with one row per user in `users`: the profile columns the plan's rules
-/// read and every shared aggregate column (null for a user without a row in its table), so
-/// a rule that needs `users` reads one table in order instead of looking each user up.
-#[derive(Debug, Clone)]
-pub struct UsersTable {
-    pub name: String,
-    /// The profile fields (columns of `users`) it copies.
-    pub profile: BTreeSet<Field>,
-}
-
-/// The shared aggregate columns of table `agg_<i>` are named `agg_<i>_<prefix><column>` in the
-/// users table.
-fn users_table_prefix(table: &SharedTable, prefix: &str) -> String {
-    format!("{}_{prefix}", table.name)
 }
 
 impl AggregateLayout {
@@ -299,135 +280,6 @@ impl AggregateLayout {
         // The select has exactly the listed columns, so this cannot fail.
         let _ = insert.select_from(select);
         insert
-    }
-
-    /// Decides whether the refresh builds the users table: when at least one filter of `sets`
-    /// would otherwise join `users` with shared aggregates. It copies the profile fields any
-    /// such filter reads.
-    pub fn plan_users_table<'s>(
-        &mut self,
-        sets: impl IntoIterator<Item = &'s SetExpr>,
-        as_of: Timestamp,
-    ) {
-        let mut profile = BTreeSet::new();
-        let mut any = false;
-        for s in sets {
-            self.users_filters(s, as_of, &mut any, &mut profile);
-        }
-        self.users_table = any.then(|| UsersTable {
-            name: "agg_users".to_owned(),
-            profile,
-        });
-    }
-
-    fn users_filters(
-        &self,
-        s: &SetExpr,
-        as_of: Timestamp,
-        any: &mut bool,
-        profile: &mut BTreeSet<Field>,
-    ) {
-        match s {
-            SetExpr::AllUsers | SetExpr::Segment(_) => {}
-            SetExpr::Intersect(xs) | SetExpr::Union(xs) => {
-                xs.iter()
-                    .for_each(|x| self.users_filters(x, as_of, any, profile));
-            }
-            SetExpr::Difference(first, others) => {
-                self.users_filters(first, as_of, any, profile);
-                others
-                    .iter()
-                    .for_each(|x| self.users_filters(x, as_of, any, profile));
-            }
-            SetExpr::Filter(inner, e) => {
-                self.users_filters(inner, as_of, any, profile);
-                let mut needs = AggregateNeeds::new();
-                collect_expr_needs(e, &mut needs);
-                if needs.keys().all(|s| self.locate(s).is_some())
-                    && self.aggregates_only_table(e, &needs, as_of).is_none()
-                {
-                    *any = true;
-                    profile_fields(e, profile);
-                }
-            }
-        }
-    }
-
-    /// The shared table a condition can be read from alone (see [`aggregates_only`]).
-    fn aggregates_only_table(
-        &self,
-        e: &Expr,
-        needs: &AggregateNeeds,
-        as_of: Timestamp,
-    ) -> Option<usize> {
-        if reads_profile(e) {
-            return None;
-        }
-        let mut tables = needs.keys().map(|s| self.locate(s).map(|(i, _)| i));
-        let i = tables.next()??;
-        if !tables.all(|t| t == Some(i)) {
-            return None;
-        }
-        let absent = |s: &Scope| self.locate(s).is_some_and(|(j, _)| j == i);
-        (when_absent(e, &absent, as_of) == Some(false)).then_some(i)
-    }
-
-    /// The users table's statements: `CREATE TEMPORARY TABLE agg_users (user_id INTEGER
-    /// PRIMARY KEY, <profile>, <aggregates>)` and its fill, `users LEFT JOIN` every `agg_<i>` in
-    /// `user_id` order. Its columns have no declared type, so the values are copied unchanged.
-    pub fn users_table_statements(&self) -> Option<(String, String)> {
-        let users = self.users_table.as_ref()?;
-        let quote = |s: &str| format!("\"{s}\"");
-        let mut defs = vec![format!("{} INTEGER PRIMARY KEY", quote(USER_ID))];
-        let mut names = vec![quote(USER_ID)];
-        let mut exprs = vec![format!("{}.{}", quote(USERS), quote(USER_ID))];
-        // `user_id` is already the key.
-        for field in users.profile.iter().filter(|f| f.name() != USER_ID) {
-            defs.push(quote(field.name()));
-            names.push(quote(field.name()));
-            exprs.push(format!("{}.{}", quote(USERS), quote(field.name())));
-        }
-        let mut joins = String::new();
-        for (i, table) in self.tables.iter().enumerate() {
-            let alias = format!("a{i}");
-            for (_, prefix, cols) in &table.scopes {
-                for col in cols {
-                    let wide = format!("{}{}", users_table_prefix(table, prefix), col.name());
-                    defs.push(quote(&wide));
-                    names.push(quote(&wide));
-                    exprs.push(format!(
-                        "{}.{}",
-                        quote(&alias),
-                        quote(&format!("{prefix}{}", col.name()))
-                    ));
-                }
-            }
-            joins.push_str(&format!(
-                " LEFT JOIN temp.{} AS {} ON {}.{} = {}.{}",
-                quote(&table.name),
-                quote(&alias),
-                quote(&alias),
-                quote(USER_ID),
-                quote(USERS),
-                quote(USER_ID)
-            ));
-        }
-        let create = format!(
-            "CREATE TEMPORARY TABLE {} ({})",
-            quote(&users.name),
-            defs.join(", ")
-        );
-        let fill = format!(
-            "INSERT INTO temp.{} ({}) SELECT {} FROM {}{} ORDER BY {}.{}",
-            quote(&users.name),
-            names.join(", "),
-            exprs.join(", "),
-            quote(USERS),
-            joins,
-            quote(USERS),
-            quote(USER_ID)
-        );
-        Some((create, fill))
     }
 
     /// Where a scope's aggregates are: the table index and column prefix.
@@ -548,9 +400,6 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
     if let Some(q) = aggregates_only(inner, e, &needs, ctx) {
         return q;
     }
-    if let Some(q) = from_users_table(inner, e, &needs, ctx) {
-        return q;
-    }
     let mut q = Query::select();
     q.column((USERS, USER_ID)).from(USERS);
     match inner {
@@ -625,7 +474,18 @@ fn aggregates_only(
     let Aggregates::Shared(layout) = ctx.aggregates else {
         return None;
     };
-    let i = layout.aggregates_only_table(e, needs, ctx.as_of)?;
+    if reads_profile(e) {
+        return None;
+    }
+    let mut tables = needs.keys().map(|s| layout.locate(s).map(|(i, _)| i));
+    let i = tables.next()??;
+    if !tables.all(|t| t == Some(i)) {
+        return None;
+    }
+    let absent = |s: &Scope| layout.locate(s).is_some_and(|(j, _)| j == i);
+    if when_absent(e, &absent, ctx.as_of) != Some(false) {
+        return None;
+    }
     let alias = format!("a{i}");
     let mut q = Query::select();
     q.column((Alias::new(alias.clone()), USER_ID)).from_as(
@@ -661,71 +521,6 @@ fn aggregates_only(
         .collect();
     q.and_where(user_condition(e, &located, ctx.as_of));
     Some(q)
-}
-
-/// The filter read from the refresh's users table alone: when every scope the condition reads
-/// is shared and every profile field it reads is copied there. The table has one row per user
-/// in `users`, with the aggregates a `LEFT JOIN` would give, so it stands in for `users` and
-/// its joined aggregates.
-fn from_users_table(
-    inner: &SetExpr,
-    e: &Expr,
-    needs: &AggregateNeeds,
-    ctx: &RenderContext<'_>,
-) -> Option<SelectStatement> {
-    let Aggregates::Shared(layout) = ctx.aggregates else {
-        return None;
-    };
-    let users = layout.users_table.as_ref()?;
-    let mut read = BTreeSet::new();
-    profile_fields(e, &mut read);
-    if !read.is_subset(&users.profile) {
-        return None;
-    }
-    const WIDE: &str = "w";
-    let mut located = BTreeMap::new();
-    for scope in needs.keys() {
-        let (i, prefix) = layout.locate(scope)?;
-        let prefix = users_table_prefix(&layout.tables[i], prefix);
-        located.insert(scope.clone(), (WIDE.to_owned(), prefix));
-    }
-    let mut q = Query::select();
-    q.column((WIDE, USER_ID))
-        .from_as(Alias::new(users.name.clone()), WIDE);
-    let on = || SqlExpr::col((BASE, USER_ID)).equals((WIDE, USER_ID));
-    match inner {
-        SetExpr::AllUsers => {}
-        SetExpr::Segment(id) => {
-            q.join_as(
-                sea_query::JoinType::InnerJoin,
-                Alias::new(segment_table(*id)),
-                BASE,
-                on(),
-            );
-        }
-        other => {
-            q.join_subquery(
-                sea_query::JoinType::InnerJoin,
-                render_set(other, ctx),
-                BASE,
-                on(),
-            );
-        }
-    }
-    q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
-    Some(q)
-}
-
-/// The profile fields a condition reads.
-fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
-    match e {
-        Expr::True | Expr::False | Expr::Pred(Pred::Aggregate { .. } | Pred::Tx { .. }) => {}
-        Expr::Pred(Pred::Profile { field, .. }) => {
-            out.insert(*field);
-        }
-        Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| profile_fields(x, out)),
-        Expr::Not(x) => profile_fields(x, out),
-    }
 }
 
 /// Whether a condition reads a profile field (a column of `users`).
@@ -1003,22 +798,9 @@ fn user_condition(
     located: &BTreeMap<Scope, (String, String)>,
     as_of: Timestamp,
 ) -> SqlExpr {
-    condition_on(e, USERS, located, as_of)
-}
-
-/// [`user_condition`] with the profile fields read from table (or alias) `profile`.
-fn condition_on(
-    e: &Expr,
-    profile: &str,
-    located: &BTreeMap<Scope, (String, String)>,
-    as_of: Timestamp,
-) -> SqlExpr {
     bool_tree(e, &mut |p| match p {
         Pred::Profile { field, test } => render_test(
-            Subject::Plain(
-                SqlExpr::col((Alias::new(profile), field.name())),
-                field.value_type(),
-            ),
+            Subject::Plain(SqlExpr::col((USERS, field.name())), field.value_type()),
             test,
         ),
         Pred::Aggregate { field, scope, test } => match located.get(scope) {
