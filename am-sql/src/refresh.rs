@@ -479,8 +479,15 @@ pub struct Preview {
 
 /// Every stored rule, checked, by id.
 fn engine_rules(conn: &Connection) -> Result<BTreeMap<RuleId, EngineRule>> {
+    engine_rules_of(&crate::rules::all_rules(conn)?)
+}
+
+/// The stored rules, checked, as the engine and the planner need them.
+pub(crate) fn engine_rules_of(
+    stored: &[crate::rules::StoredRule],
+) -> Result<BTreeMap<RuleId, EngineRule>> {
     let mut out = BTreeMap::new();
-    for stored in crate::rules::all_rules(conn)? {
+    for stored in stored {
         let rule = stored.checked()?;
         out.insert(
             stored.id,
@@ -496,7 +503,8 @@ fn engine_rules(conn: &Connection) -> Result<BTreeMap<RuleId, EngineRule>> {
     Ok(out)
 }
 
-fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner> {
+/// The planner over every rule, with reuse, as every refresh plans them.
+pub(crate) fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner> {
     let inputs = rules
         .values()
         .map(|r| {

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 use am_core::plan::Reuse;
-use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::RuleId;
 
 use crate::catalog::{self, Member, Page, Segment, SegmentId, Summary};
@@ -35,15 +34,8 @@ pub struct RuleSet {
 
 impl RuleSet {
     fn plan(rules: Vec<StoredRule>) -> RuleSet {
-        let reuses = rules
-            .iter()
-            .map(|r| {
-                let mut rule = r.checked()?;
-                rule.name.clone_from(&r.spec.rule_name);
-                Ok(RuleInput { id: r.id, rule })
-            })
-            .collect::<Result<Vec<_>>>()
-            .and_then(|inputs| Ok(Planner::new(inputs, PlanOptions { reuse: true })?))
+        let reuses = crate::refresh::engine_rules_of(&rules)
+            .and_then(|engine| crate::refresh::planner_of(&engine))
             .map(|planner| {
                 planner
                     .plan_all()
