@@ -231,10 +231,17 @@ pub fn refresh_plan(
     for node in &nodes {
         collect_set_needs(&node.compute, &mut needs);
     }
-    let layout = AggregateLayout::new(&needs);
+    let mut layout = AggregateLayout::new(&needs);
+    layout.plan_users_table(nodes.iter().map(|n| &n.compute), as_of);
     let restore = read_faster(conn);
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
+    if shared.is_ok() && fill_users_table(conn, &layout).is_err() {
+        // Only a shortcut: without it each rule reads `users` itself, so a profile column
+        // gone fails just the rules that read it.
+        drop_users_table(conn, &layout);
+        layout.users_table = None;
+    }
     progress.finish("aggregates ready");
 
     let mut outcomes = Vec::with_capacity(nodes.len());
@@ -346,6 +353,26 @@ fn fill_shared(
     Ok(())
 }
 
+/// Creates and fills the users table, if the layout has one: built once from `users` and the
+/// shared tables, so the rules that need `users` each scan it in order.
+fn fill_users_table(conn: &Connection, layout: &AggregateLayout) -> Result<()> {
+    let (Some(create), Some(fill)) = (layout.users_table_create(), layout.users_table_fill())
+    else {
+        return Ok(());
+    };
+    drop_users_table(conn, layout);
+    conn.execute_batch(&Sqlite.table(&create))?;
+    sqlite::execute(conn, fill.build(sea_query::SqliteQueryBuilder))?;
+    Ok(())
+}
+
+fn drop_users_table(conn: &Connection, layout: &AggregateLayout) {
+    if let Some(users) = &layout.users_table {
+        // Temporary: gone with the connection anyway, so a failed drop is harmless.
+        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", users.name));
+    }
+}
+
 /// Page reads the refresh's many scans (each rule reads the shared aggregates and users
 /// again) make cheaper: the database memory-mapped instead of copied in by `pread`, and a page
 /// cache for the temporary aggregates large enough to keep them in memory. Both are bounded;
@@ -382,6 +409,7 @@ fn restore_settings(conn: &Connection, previous: &[(&'static str, i64)]) {
 }
 
 fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
+    drop_users_table(conn, layout);
     for table in &layout.tables {
         // Temporary tables vanish with the connection anyway; failing to drop one early
         // is harmless.

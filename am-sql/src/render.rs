@@ -11,6 +11,8 @@
 //!   each scope's filter applied with `CASE`, users without a profile left out), and every
 //!   rule then only reads those tables. A rule that reads no profile field and is false for
 //!   users without transactions reads its aggregate table alone, without joining `users`.
+//!   The rules that must read `users` (a profile field, or users without transactions) read
+//!   one per-user table instead, built once per refresh from `users` and those tables.
 //!
 //! Semantics mirror `am_core::evaluate` exactly: money in integer cents
 //! (`CAST(ROUND(amount * 100) AS INTEGER)`), SQL aggregate semantics with `COALESCE` for the
@@ -171,6 +173,28 @@ pub struct SharedTable {
 pub struct AggregateLayout {
     pub tables: Vec<SharedTable>,
     by_scope: BTreeMap<Scope, (usize, String)>,
+    /// The per-user table the rules that need `users` read instead, if the plan has such
+    /// rules (see [`AggregateLayout::plan_users_table`]).
+    pub users_table: Option<UsersTable>,
+}
+
+/// A scratch table with one row per user in `users`: the profile columns the plan's rules
+/// read and the columns of the shared aggregate tables they read (null for a user without a
+/// row there, as a `LEFT JOIN` gives), so such a rule scans one table in `user_id` order
+/// instead of looking every user up in `users` and the aggregates.
+#[derive(Debug, Clone)]
+pub struct UsersTable {
+    pub name: String,
+    /// The profile fields (columns of `users`) it copies.
+    pub profile: BTreeSet<Field>,
+    /// The shared aggregate tables whose columns it copies.
+    pub tables: BTreeSet<usize>,
+}
+
+/// Column `<prefix><column>` of shared table `agg_<i>` is `agg_<i>_<prefix><column>` in the
+/// users table.
+fn users_table_prefix(table: &SharedTable, prefix: &str) -> String {
+    format!("{}_{prefix}", table.name)
 }
 
 impl AggregateLayout {
@@ -280,6 +304,145 @@ impl AggregateLayout {
         // The select has exactly the listed columns, so this cannot fail.
         let _ = insert.select_from(select);
         insert
+    }
+
+    /// Decides whether the refresh builds the users table: when at least one filter of `sets`
+    /// reads shared aggregates and must also read `users` (a profile field, or users without
+    /// transactions). It copies the profile fields and aggregate tables such filters read.
+    pub fn plan_users_table<'s>(
+        &mut self,
+        sets: impl IntoIterator<Item = &'s SetExpr>,
+        as_of: Timestamp,
+    ) {
+        let mut wanted = UsersTable {
+            name: "agg_users".to_owned(),
+            profile: BTreeSet::new(),
+            tables: BTreeSet::new(),
+        };
+        for s in sets {
+            self.users_filters(s, as_of, &mut wanted);
+        }
+        self.users_table = (!wanted.tables.is_empty()).then_some(wanted);
+    }
+
+    fn users_filters(&self, s: &SetExpr, as_of: Timestamp, wanted: &mut UsersTable) {
+        match s {
+            SetExpr::AllUsers | SetExpr::Segment(_) => {}
+            SetExpr::Intersect(xs) | SetExpr::Union(xs) => {
+                xs.iter().for_each(|x| self.users_filters(x, as_of, wanted));
+            }
+            SetExpr::Difference(first, others) => {
+                self.users_filters(first, as_of, wanted);
+                others
+                    .iter()
+                    .for_each(|x| self.users_filters(x, as_of, wanted));
+            }
+            SetExpr::Filter(inner, e) => {
+                self.users_filters(inner, as_of, wanted);
+                let mut needs = AggregateNeeds::new();
+                collect_expr_needs(e, &mut needs);
+                let Some(tables) = needs
+                    .keys()
+                    .map(|s| self.locate(s).map(|(i, _)| i))
+                    .collect::<Option<BTreeSet<usize>>>()
+                else {
+                    return;
+                };
+                if !tables.is_empty() && self.aggregates_only_table(e, &needs, as_of).is_none() {
+                    wanted.tables.extend(tables);
+                    profile_fields(e, &mut wanted.profile);
+                }
+            }
+        }
+    }
+
+    /// The shared table a condition can be read from alone (see [`aggregates_only`]).
+    fn aggregates_only_table(
+        &self,
+        e: &Expr,
+        needs: &AggregateNeeds,
+        as_of: Timestamp,
+    ) -> Option<usize> {
+        if reads_profile(e) {
+            return None;
+        }
+        let mut tables = needs.keys().map(|s| self.locate(s).map(|(i, _)| i));
+        let i = tables.next()??;
+        if !tables.all(|t| t == Some(i)) {
+            return None;
+        }
+        let absent = |s: &Scope| self.locate(s).is_some_and(|(j, _)| j == i);
+        (when_absent(e, &absent, as_of) == Some(false)).then_some(i)
+    }
+
+    /// `CREATE TEMPORARY TABLE agg_users (user_id INTEGER PRIMARY KEY, <profile>,
+    /// <aggregates>)`. The copied columns have no declared type, so values keep their type.
+    pub fn users_table_create(&self) -> Option<TableCreateStatement> {
+        let users = self.users_table.as_ref()?;
+        let mut create = Table::create();
+        create
+            .table(Alias::new(users.name.clone()))
+            .temporary()
+            .col(ColumnDef::new(USER_ID).integer().primary_key());
+        for name in self.users_table_columns(users) {
+            create.col(ColumnDef::new(Alias::new(name)));
+        }
+        Some(create)
+    }
+
+    /// `INSERT INTO agg_users SELECT users.user_id, users.<profile>, a<i>.<aggregates> FROM
+    /// users LEFT JOIN agg_<i> AS a<i> .. ORDER BY users.user_id`: one pass over `users`, rows
+    /// appended in key order.
+    pub fn users_table_fill(&self) -> Option<InsertStatement> {
+        let users = self.users_table.as_ref()?;
+        let mut select = Query::select();
+        select.column((USERS, USER_ID)).from(USERS);
+        for field in users.profile.iter().filter(|f| f.name() != USER_ID) {
+            select.column((USERS, field.name()));
+        }
+        for &i in &users.tables {
+            let table = &self.tables[i];
+            let alias = Alias::new(format!("a{i}"));
+            for (_, prefix, cols) in &table.scopes {
+                for col in cols {
+                    select.column((alias.clone(), Alias::new(format!("{prefix}{}", col.name()))));
+                }
+            }
+            select.join_as(
+                sea_query::JoinType::LeftJoin,
+                Alias::new(table.name.clone()),
+                alias.clone(),
+                SqlExpr::col((alias, USER_ID)).equals((USERS, USER_ID)),
+            );
+        }
+        select.order_by((USERS, USER_ID), sea_query::Order::Asc);
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new(users.name.clone())).columns(
+            std::iter::once(USER_ID.to_owned())
+                .chain(self.users_table_columns(users))
+                .map(Alias::new),
+        );
+        // The select lists exactly these columns, in this order.
+        let _ = insert.select_from(select);
+        Some(insert)
+    }
+
+    /// The users table's columns after `user_id`: profile fields, then aggregate columns.
+    fn users_table_columns(&self, users: &UsersTable) -> Vec<String> {
+        let mut names: Vec<String> = users
+            .profile
+            .iter()
+            .filter(|f| f.name() != USER_ID)
+            .map(|f| f.name().to_owned())
+            .collect();
+        for &i in &users.tables {
+            let table = &self.tables[i];
+            for (_, prefix, cols) in &table.scopes {
+                let wide = users_table_prefix(table, prefix);
+                names.extend(cols.iter().map(|c| format!("{wide}{}", c.name())));
+            }
+        }
+        names
     }
 
     /// Where a scope's aggregates are: the table index and column prefix.
@@ -400,6 +563,9 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
     if let Some(q) = aggregates_only(inner, e, &needs, ctx) {
         return q;
     }
+    if let Some(q) = from_users_table(inner, e, &needs, ctx) {
+        return q;
+    }
     let mut q = Query::select();
     q.column((USERS, USER_ID)).from(USERS);
     match inner {
@@ -474,18 +640,7 @@ fn aggregates_only(
     let Aggregates::Shared(layout) = ctx.aggregates else {
         return None;
     };
-    if reads_profile(e) {
-        return None;
-    }
-    let mut tables = needs.keys().map(|s| layout.locate(s).map(|(i, _)| i));
-    let i = tables.next()??;
-    if !tables.all(|t| t == Some(i)) {
-        return None;
-    }
-    let absent = |s: &Scope| layout.locate(s).is_some_and(|(j, _)| j == i);
-    if when_absent(e, &absent, ctx.as_of) != Some(false) {
-        return None;
-    }
+    let i = layout.aggregates_only_table(e, needs, ctx.as_of)?;
     let alias = format!("a{i}");
     let mut q = Query::select();
     q.column((Alias::new(alias.clone()), USER_ID)).from_as(
@@ -521,6 +676,74 @@ fn aggregates_only(
         .collect();
     q.and_where(user_condition(e, &located, ctx.as_of));
     Some(q)
+}
+
+/// The filter read from the refresh's users table alone: when every scope the condition reads
+/// is in a shared table copied there and every profile field it reads is copied too. The
+/// table has one row per user in `users` with the aggregates a `LEFT JOIN` gives, so it
+/// stands in for `users` and its joined aggregates.
+fn from_users_table(
+    inner: &SetExpr,
+    e: &Expr,
+    needs: &AggregateNeeds,
+    ctx: &RenderContext<'_>,
+) -> Option<SelectStatement> {
+    let Aggregates::Shared(layout) = ctx.aggregates else {
+        return None;
+    };
+    let users = layout.users_table.as_ref()?;
+    let mut read = BTreeSet::new();
+    profile_fields(e, &mut read);
+    if !read.is_subset(&users.profile) {
+        return None;
+    }
+    const WIDE: &str = "w";
+    let mut located = BTreeMap::new();
+    for scope in needs.keys() {
+        let (i, prefix) = layout.locate(scope)?;
+        if !users.tables.contains(&i) {
+            return None;
+        }
+        let prefix = users_table_prefix(&layout.tables[i], prefix);
+        located.insert(scope.clone(), (WIDE.to_owned(), prefix));
+    }
+    let mut q = Query::select();
+    q.column((WIDE, USER_ID))
+        .from_as(Alias::new(users.name.clone()), WIDE);
+    let on = || SqlExpr::col((BASE, USER_ID)).equals((WIDE, USER_ID));
+    match inner {
+        SetExpr::AllUsers => {}
+        SetExpr::Segment(id) => {
+            q.join_as(
+                sea_query::JoinType::InnerJoin,
+                Alias::new(segment_table(*id)),
+                BASE,
+                on(),
+            );
+        }
+        other => {
+            q.join_subquery(
+                sea_query::JoinType::InnerJoin,
+                render_set(other, ctx),
+                BASE,
+                on(),
+            );
+        }
+    }
+    q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
+    Some(q)
+}
+
+/// The profile fields a condition reads.
+fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
+    match e {
+        Expr::True | Expr::False | Expr::Pred(Pred::Aggregate { .. } | Pred::Tx { .. }) => {}
+        Expr::Pred(Pred::Profile { field, .. }) => {
+            out.insert(*field);
+        }
+        Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| profile_fields(x, out)),
+        Expr::Not(x) => profile_fields(x, out),
+    }
 }
 
 /// Whether a condition reads a profile field (a column of `users`).
@@ -798,9 +1021,22 @@ fn user_condition(
     located: &BTreeMap<Scope, (String, String)>,
     as_of: Timestamp,
 ) -> SqlExpr {
+    condition_on(e, USERS, located, as_of)
+}
+
+/// [`user_condition`] with the profile fields read from table (or alias) `profile`.
+fn condition_on(
+    e: &Expr,
+    profile: &str,
+    located: &BTreeMap<Scope, (String, String)>,
+    as_of: Timestamp,
+) -> SqlExpr {
     bool_tree(e, &mut |p| match p {
         Pred::Profile { field, test } => render_test(
-            Subject::Plain(SqlExpr::col((USERS, field.name())), field.value_type()),
+            Subject::Plain(
+                SqlExpr::col((Alias::new(profile), field.name())),
+                field.value_type(),
+            ),
             test,
         ),
         Pred::Aggregate { field, scope, test } => match located.get(scope) {

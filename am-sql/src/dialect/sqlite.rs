@@ -130,10 +130,16 @@ where
         let old: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{live}\""), [], |r| {
             r.get(0)
         })?;
-        // One rowid join finds who stayed (several times cheaper than NOT EXISTS probes);
+        // One rowid join finds who stayed (several times cheaper than NOT EXISTS probes),
+        // looking the smaller table's ids up in the larger (`CROSS JOIN` keeps this order);
         // entered = |new| - stayed, left = |old| - stayed.
+        let (outer, inner) = if row_count <= old {
+            (&next, &live)
+        } else {
+            (&live, &next)
+        };
         let stayed: i64 = tx.query_row(
-            &format!("SELECT count(*) FROM \"{next}\" JOIN \"{live}\" USING (user_id)"),
+            &format!("SELECT count(*) FROM \"{outer}\" CROSS JOIN \"{inner}\" USING (user_id)"),
             [],
             |r| r.get(0),
         )?;

@@ -571,6 +571,82 @@ fn a_failed_rule_skips_the_rules_built_from_it() {
     assert_eq!(tables, 0);
 }
 
+/// Rule 1 reads users without transactions (`total_spend < 1000`), rule 2 a profile field next
+/// to an aggregate: both are read from the refresh's per-user table of shared aggregates.
+fn users_table_case(db: &Db) -> Case {
+    let under = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Lt, Value::Money(100_000)),
+    );
+    let tier1_buyer = Expr::All(vec![
+        agg(
+            Field::MaxTransactionAmount,
+            all_scope(),
+            Test::Cmp(CmpOp::Gt, Value::Money(50_000)),
+        ),
+        profile(Field::CityTier, Test::Cmp(CmpOp::Eq, Value::Int(1))),
+    ]);
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(under), vec![], None));
+    case.add_direct(&db.conn, 2, checked(Some(tier1_buyer), vec![], None));
+    case
+}
+
+#[test]
+fn rules_needing_users_read_one_shared_per_user_table() {
+    let mut db = money_db();
+    let case = users_table_case(&db);
+    // What the refresh reads: the per-user table, not `users` and the aggregates joined.
+    let needs = {
+        let mut needs = am_sql::render::AggregateNeeds::new();
+        for node in &case.plan.nodes {
+            am_sql::render::collect_set_needs(&node.compute, &mut needs);
+        }
+        needs
+    };
+    let mut layout = am_sql::render::AggregateLayout::new(&needs);
+    layout.plan_users_table(case.plan.nodes.iter().map(|n| &n.compute), ts(AS_OF));
+    let ctx = am_sql::render::RenderContext {
+        as_of: ts(AS_OF),
+        aggregates: am_sql::render::Aggregates::Shared(&layout),
+    };
+    for node in &case.plan.nodes {
+        let sql = am_sql::render::render_set(&node.compute, &ctx)
+            .to_string(sea_query::SqliteQueryBuilder);
+        assert!(sql.contains("FROM \"agg_users\""), "{sql}");
+        assert!(!sql.contains("\"users\""), "{sql}");
+    }
+
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    assert!(report.succeeded(), "{report:?}");
+    // User 1 spent exactly 1000.00, user 2 1000.01; 4 and 5 nothing.
+    assert_eq!(members(&db.conn, 1), ids(&[3, 4, 5]));
+    // User 1's largest payment is 999.70 and they are tier 1; user 2 is tier 2.
+    assert_eq!(members(&db.conn, 2), ids(&[1]));
+}
+
+#[test]
+fn a_profile_column_gone_fails_only_the_rules_that_read_it() {
+    let mut db = money_db();
+    let case = users_table_case(&db);
+    // Someone else's migration renames a column rule 2 reads; the per-user table, which would
+    // copy it, cannot be built, and rule 1 must not fail with it.
+    db.conn
+        .execute_batch("ALTER TABLE users RENAME COLUMN city_tier TO tier")
+        .unwrap();
+    let report = case.refresh(&mut db.conn, ts(AS_OF));
+    let one = report.node(1).unwrap();
+    assert_eq!(one.status, NodeStatus::Succeeded, "{one:?}");
+    assert_eq!(members(&db.conn, 1), ids(&[3, 4, 5]));
+    let two = report.node(2).unwrap();
+    assert_eq!(two.status, NodeStatus::Failed);
+    assert!(
+        two.error.as_deref().unwrap_or("").contains("city_tier"),
+        "{two:?}"
+    );
+}
+
 #[test]
 fn readers_never_see_an_empty_or_partial_segment() {
     use std::sync::Arc;
