@@ -135,17 +135,58 @@ pub fn import_csv(
     options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::Headers)
-        .from_reader(EndWithNewline {
-            inner: reader,
-            last: b'\n',
-            done: false,
-        });
-    let header = read_header(&mut csv, table)?;
+    CsvFile::open(table, reader)?.import(conn, options, progress)
+}
 
+/// A CSV file whose header line has been read and checked, ready to import: a caller can
+/// refuse a wrong file before it opens (or creates) a database.
+pub struct CsvFile<R: Read> {
+    table: ImportTable,
+    csv: csv::Reader<EndWithNewline<R>>,
+    /// For each of the table's columns, its position in the file.
+    header: Vec<usize>,
+}
+
+impl<R: Read> CsvFile<R> {
+    /// Reads the header line; [`Error::BadHeader`] says what is missing, unknown or repeated.
+    pub fn open(table: ImportTable, reader: R) -> Result<Self> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::Headers)
+            .from_reader(EndWithNewline {
+                inner: reader,
+                last: b'\n',
+                done: false,
+            });
+        let header = read_header(&mut csv, table)?;
+        Ok(CsvFile { table, csv, header })
+    }
+
+    /// Imports the rows; see the module docs.
+    pub fn import(
+        self,
+        conn: &mut Connection,
+        options: ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        let CsvFile {
+            table,
+            mut csv,
+            header,
+        } = self;
+        import_rows(conn, table, &mut csv, &header, options, progress)
+    }
+}
+
+fn import_rows<R: Read>(
+    conn: &mut Connection,
+    table: ImportTable,
+    csv: &mut csv::Reader<R>,
+    header: &[usize],
+    options: ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // One data-version bump for the file instead of one per row; the triggers come back
     // before commit, so other writers never see them missing.
@@ -200,7 +241,7 @@ pub fn import_csv(
             if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
                 continue; // a line of spaces
             }
-            let (cells, mut problems) = check_row(table, &header, &record);
+            let (cells, mut problems) = check_row(table, header, &record);
             if let Some(Cell::Integer(id)) = cells.first() {
                 let id = *id;
                 if !seen_keys.insert(id) {

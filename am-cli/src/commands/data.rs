@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
-use am_sql::import::{self, ImportOptions, ImportTable};
+use am_sql::import::{CsvFile, ImportOptions, ImportTable};
 
 use super::Context;
 use crate::cli::{GenerateArgs, ImportArgs, TableArg};
@@ -91,14 +91,24 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     } else {
         Box::new(File::open(&args.file).with_context(|| format!("cannot read {name}"))?)
     };
+    // The header too: a wrong file is refused before a database is created for it.
+    let file = match CsvFile::open(table, BufReader::new(reader)) {
+        Ok(file) => file,
+        Err(header @ am_sql::Error::BadHeader { .. }) => {
+            // The whole file is refused: --skip-bad-rows would not help.
+            anyhow::bail!("{name}: {header}");
+        }
+        Err(other) => {
+            return Err(anyhow::Error::new(other).context(format!("cannot import {name}")));
+        }
+    };
     let store = open_for_data(ctx)?;
     let mut conn = store.connection().context("cannot open the database")?;
     let bars = Bars::new();
     let options = ImportOptions {
         skip_bad_rows: args.skip_bad_rows,
     };
-    let report = match import::import_csv(&mut conn, table, BufReader::new(reader), options, &bars)
-    {
+    let report = match file.import(&mut conn, options, &bars) {
         Ok(report) => report,
         Err(am_sql::Error::Import(errors)) => {
             drop(bars);
@@ -118,10 +128,6 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
                 "{name}: {}, nothing imported (--skip-bad-rows imports the good ones)",
                 output::plural(errors.total as i64, "bad row")
             );
-        }
-        Err(header @ am_sql::Error::BadHeader { .. }) => {
-            // The whole file is refused: --skip-bad-rows would not help.
-            anyhow::bail!("{name}: {header}");
         }
         Err(other) => {
             return Err(anyhow::Error::new(other).context(format!("cannot import {name}")));

@@ -138,5 +138,7 @@ fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows() {
         );
         out.push_str(&o.snapshot());
     }
+    // The file was refused before a database was created for it.
+    assert!(!s.path("audience.db").exists());
     insta::assert_snapshot!(out);
 }
