@@ -8,9 +8,10 @@
 //! 2. fix the as-of time once, and fill one scratch table of per-user aggregates per
 //!    (source, window) the selected nodes read, so rules that aggregate the same transactions
 //!    share one scan instead of rescanning them each;
-//! 3. for each node in plan order, in one transaction: build `segment_output_<id>__next`
-//!    from the shared aggregates and upstream segments, count who entered and left, swap it
-//!    in, and write the catalog row and the run's success. A node that fails keeps its old
+//! 3. for each node in plan order, in one transaction: rebuild `segment_output_<id>` from
+//!    the shared aggregates and upstream segments (the old members kept as
+//!    `segment_output_<id>__previous`), count who entered and left, and write the catalog row
+//!    and the run's success. A node that fails keeps its old
 //!    segment and catalog row, records its error, and the nodes built from it are skipped.
 //!
 //! The catalog's `sql_query` is the same node rendered standalone (aggregates as subqueries,

@@ -1,17 +1,20 @@
 //! SQLite, the embedded default: statements through sea-query's SQLite builder, values bound
 //! with our binder (`crate::bind`), and the atomic swap of a segment table.
 //!
-//! A segment is rebuilt by one `IMMEDIATE` transaction that fills
-//! `segment_output_<id>__next`, counts who entered and left, drops the old table, renames the
-//! next one and lets the caller write the catalog row and the run's success. Readers (WAL) see the old
-//! table or the new one, never a missing or half-filled one; on any error the transaction
-//! rolls back, so the old table and its catalog row stay exactly as they were.
+//! A segment is rebuilt by one `IMMEDIATE` transaction that renames the old table to
+//! `segment_output_<id>__previous`, creates and fills `segment_output_<id>` anew, counts who
+//! entered and left, and lets the caller write the catalog row and the run's success. Readers
+//! (WAL) see the last committed state, so the old table or the new one, never a missing or
+//! half-filled one; on any error the transaction rolls back, so the old table and its catalog
+//! row stay exactly as they were.
 
 use am_core::rule::RuleId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use sea_query::{SelectStatement, SqliteQueryBuilder, TableCreateStatement, Values};
 
-use super::{Dialect, create_next_table, insert_next, next_table_name};
+use super::{
+    Dialect, Rebuild, create_segment_table, insert_members, next_table_name, previous_table_name,
+};
 use crate::catalog::segment_table_name;
 use crate::error::Result;
 
@@ -36,8 +39,28 @@ impl Dialect for Sqlite {
         create.to_string(SqliteQueryBuilder)
     }
 
-    fn fill_next(&self, rule_id: RuleId, select: SelectStatement) -> (String, Values) {
-        insert_next(rule_id, select).build(SqliteQueryBuilder)
+    /// The table is rebuilt under its own name after the old one is renamed aside: SQLite's
+    /// readers see snapshots, not locks, and a rename costs time in proportion to the whole
+    /// schema (every table's definition is parsed again), so one rename instead of two.
+    fn rebuild(&self, rule_id: RuleId, has_live: bool, select: SelectStatement) -> Rebuild {
+        let live = segment_table_name(rule_id);
+        let previous = previous_table_name(rule_id);
+        let mut before = vec![
+            // A leftover of a refresh interrupted before this engine wrote in one transaction.
+            format!("DROP TABLE IF EXISTS \"{}\"", next_table_name(rule_id)),
+            format!("DROP TABLE IF EXISTS \"{previous}\""),
+        ];
+        if has_live {
+            before.push(format!("ALTER TABLE \"{live}\" RENAME TO \"{previous}\""));
+        }
+        before.push(self.table(&create_segment_table(&live)));
+        Rebuild {
+            before,
+            fill: insert_members(&live, select).build(SqliteQueryBuilder),
+            new_table: live,
+            old_table: has_live.then_some(previous),
+            after: Vec::new(),
+        }
     }
 }
 
@@ -80,15 +103,6 @@ pub fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
     )?)
 }
 
-/// Drops a rule's next table if an earlier step left it behind.
-pub fn drop_next_of(conn: &Connection, rule_id: RuleId) -> Result<()> {
-    conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS main.\"{}\"",
-        next_table_name(rule_id)
-    ))?;
-    Ok(())
-}
-
 /// The sizes a swap measured: members now, members added, members removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SwapCounts {
@@ -97,13 +111,13 @@ pub struct SwapCounts {
     pub left: i64,
 }
 
-/// Rebuilds `segment_output_<id>` from the select in one `IMMEDIATE` transaction: fills
-/// `segment_output_<id>__next`, counts who entered and left, keeps the old table as
-/// `segment_output_<id>__previous`, renames the next one and calls `publish` (catalog row, run status) before committing.
+/// Rebuilds `segment_output_<id>` from the select in one `IMMEDIATE` transaction (see
+/// [`Sqlite::rebuild`]): counts who entered and left against the old members, kept as
+/// `segment_output_<id>__previous`, and calls `publish` (catalog row, run status) before
+/// committing.
 ///
 /// Readers see the whole transaction or none of it: the old members or the new ones. On any
-/// error everything rolls back, next table included, so the old table and catalog row stay
-/// exactly as they were.
+/// error everything rolls back, so the old table and catalog row stay exactly as they were.
 pub fn refresh_segment<F>(
     conn: &mut Connection,
     rule_id: RuleId,
@@ -113,42 +127,43 @@ pub fn refresh_segment<F>(
 where
     F: FnOnce(&Transaction<'_>, &SwapCounts) -> Result<()>,
 {
-    // One transaction instead of build-then-swap: one lock, one commit, and the next table's
-    // pages reach the WAL once.
+    // One transaction: one lock, one commit, and the new table's pages reach the WAL once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // A leftover of a refresh interrupted before this engine wrote in one transaction.
-    drop_next_of(&tx, rule_id)?;
-    tx.execute_batch(&Sqlite.table(&create_next_table(rule_id)))?;
+    let has_live = table_exists(&tx, &segment_table_name(rule_id))?;
+    let rebuild = Sqlite.rebuild(rule_id, has_live, select);
+    for sql in &rebuild.before {
+        tx.execute_batch(sql)?;
+    }
     // The select yields distinct ids (the primary key would refuse a duplicate), so the
     // rows inserted are the members.
-    let inserted = execute(&tx, Sqlite.fill_next(rule_id, select))?;
+    let inserted = execute(&tx, rebuild.fill)?;
     let row_count = i64::try_from(inserted).unwrap_or(i64::MAX);
-    let live = segment_table_name(rule_id);
-    let next = next_table_name(rule_id);
-    let has_live = table_exists(&tx, &live)?;
-    let (entered, left) = if has_live {
-        let old: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{live}\""), [], |r| {
-            r.get(0)
-        })?;
-        // One rowid join finds who stayed (several times cheaper than NOT EXISTS probes),
-        // looking the smaller table's ids up in the larger (`CROSS JOIN` keeps this order);
-        // entered = |new| - stayed, left = |old| - stayed.
-        let (outer, inner) = if row_count <= old {
-            (&next, &live)
-        } else {
-            (&live, &next)
-        };
-        let stayed: i64 = tx.query_row(
-            &format!("SELECT count(*) FROM \"{outer}\" CROSS JOIN \"{inner}\" USING (user_id)"),
-            [],
-            |r| r.get(0),
-        )?;
-        (row_count - stayed, old - stayed)
-    } else {
-        (row_count, 0)
+    let (entered, left) = match &rebuild.old_table {
+        Some(old_table) => {
+            let new_table = &rebuild.new_table;
+            let old: i64 =
+                tx.query_row(&format!("SELECT count(*) FROM \"{old_table}\""), [], |r| {
+                    r.get(0)
+                })?;
+            // One rowid join finds who stayed (several times cheaper than NOT EXISTS probes),
+            // looking the smaller table's ids up in the larger (`CROSS JOIN` keeps this order);
+            // entered = |new| - stayed, left = |old| - stayed.
+            let (outer, inner) = if row_count <= old {
+                (new_table, old_table)
+            } else {
+                (old_table, new_table)
+            };
+            let stayed: i64 = tx.query_row(
+                &format!("SELECT count(*) FROM \"{outer}\" CROSS JOIN \"{inner}\" USING (user_id)"),
+                [],
+                |r| r.get(0),
+            )?;
+            (row_count - stayed, old - stayed)
+        }
+        None => (row_count, 0),
     };
-    for sql in Sqlite.swap_statements(rule_id, has_live) {
-        tx.execute_batch(&sql)?;
+    for sql in &rebuild.after {
+        tx.execute_batch(sql)?;
     }
     let counts = SwapCounts {
         row_count,

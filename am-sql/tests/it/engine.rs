@@ -503,8 +503,8 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
     let before_row = catalog_row(&db.conn, 1);
     assert_eq!(before_members, ids(&[1, 2, 3]));
 
-    // New data changes the members; then the swap fails after the next table is built, the
-    // old one dropped and the new one renamed, when the catalog row is written.
+    // New data changes the members; then the rebuild fails after the old table is renamed
+    // aside and the new one built, when the catalog row is written.
     db.conn
         .execute_batch(
             "INSERT INTO credit_card_transactions (user_id, amount, category, transaction_date)
@@ -530,6 +530,15 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
         )
         .unwrap();
     assert_eq!(next_left, 0, "the next table is cleaned up");
+    let previous: i64 = db
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'segment_output_1__previous'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(previous, 0, "the rename aside is rolled back too");
     let run = am_sql::runs::get_run(&db.conn, node.run_id.unwrap()).unwrap();
     assert_eq!(run.status, am_sql::runs::RunStatus::Failed);
     assert_eq!(run.error.as_deref(), Some(error.as_str()));
