@@ -187,8 +187,8 @@ pub struct UsersTable {
     pub name: String,
     /// The profile fields (columns of `users`) it copies.
     pub profile: BTreeSet<Field>,
-    /// The shared aggregate tables whose columns it copies.
-    pub tables: BTreeSet<usize>,
+    /// The shared aggregate columns it copies, by scope: only those such rules read.
+    pub needs: AggregateNeeds,
 }
 
 /// Column `<prefix><column>` of shared table `agg_<i>` is `agg_<i>_<prefix><column>` in the
@@ -308,7 +308,7 @@ impl AggregateLayout {
 
     /// Decides whether the refresh builds the users table: when at least one filter of `sets`
     /// reads shared aggregates and must also read `users` (a profile field, or users without
-    /// transactions). It copies the profile fields and aggregate tables such filters read.
+    /// transactions). It copies the profile fields and aggregate columns such filters read.
     pub fn plan_users_table<'s>(
         &mut self,
         sets: impl IntoIterator<Item = &'s SetExpr>,
@@ -317,12 +317,12 @@ impl AggregateLayout {
         let mut wanted = UsersTable {
             name: "agg_users".to_owned(),
             profile: BTreeSet::new(),
-            tables: BTreeSet::new(),
+            needs: AggregateNeeds::new(),
         };
         for s in sets {
             self.users_filters(s, as_of, &mut wanted);
         }
-        self.users_table = (!wanted.tables.is_empty()).then_some(wanted);
+        self.users_table = (!wanted.needs.is_empty()).then_some(wanted);
     }
 
     fn users_filters(&self, s: &SetExpr, as_of: Timestamp, wanted: &mut UsersTable) {
@@ -341,15 +341,14 @@ impl AggregateLayout {
                 self.users_filters(inner, as_of, wanted);
                 let mut needs = AggregateNeeds::new();
                 collect_expr_needs(e, &mut needs);
-                let Some(tables) = needs
-                    .keys()
-                    .map(|s| self.locate(s).map(|(i, _)| i))
-                    .collect::<Option<BTreeSet<usize>>>()
-                else {
-                    return;
-                };
-                if !tables.is_empty() && self.aggregates_only_table(e, &needs, as_of).is_none() {
-                    wanted.tables.extend(tables);
+                let shared = needs.keys().all(|s| self.locate(s).is_some());
+                if shared
+                    && !needs.is_empty()
+                    && self.aggregates_only_table(e, &needs, as_of).is_none()
+                {
+                    for (scope, cols) in needs {
+                        wanted.needs.entry(scope).or_default().extend(cols);
+                    }
                     profile_fields(e, &mut wanted.profile);
                 }
             }
@@ -400,20 +399,21 @@ impl AggregateLayout {
         for field in users.profile.iter().filter(|f| f.name() != USER_ID) {
             select.column((USERS, field.name()));
         }
-        for &i in &users.tables {
-            let table = &self.tables[i];
+        let mut joined = BTreeSet::new();
+        for (scope, cols) in &users.needs {
+            let (i, prefix) = self.locate(scope)?;
             let alias = Alias::new(format!("a{i}"));
-            for (_, prefix, cols) in &table.scopes {
-                for col in cols {
-                    select.column((alias.clone(), Alias::new(format!("{prefix}{}", col.name()))));
-                }
+            for col in cols {
+                select.column((alias.clone(), Alias::new(format!("{prefix}{}", col.name()))));
             }
-            select.join_as(
-                sea_query::JoinType::LeftJoin,
-                Alias::new(table.name.clone()),
-                alias.clone(),
-                SqlExpr::col((alias, USER_ID)).equals((USERS, USER_ID)),
-            );
+            if joined.insert(i) {
+                select.join_as(
+                    sea_query::JoinType::LeftJoin,
+                    Alias::new(self.tables[i].name.clone()),
+                    alias.clone(),
+                    SqlExpr::col((alias, USER_ID)).equals((USERS, USER_ID)),
+                );
+            }
         }
         select.order_by((USERS, USER_ID), sea_query::Order::Asc);
         let mut insert = Query::insert();
@@ -435,10 +435,10 @@ impl AggregateLayout {
             .filter(|f| f.name() != USER_ID)
             .map(|f| f.name().to_owned())
             .collect();
-        for &i in &users.tables {
-            let table = &self.tables[i];
-            for (_, prefix, cols) in &table.scopes {
-                let wide = users_table_prefix(table, prefix);
+        for (scope, cols) in &users.needs {
+            // Every scope of the table was located when it was planned.
+            if let Some((i, prefix)) = self.locate(scope) {
+                let wide = users_table_prefix(&self.tables[i], prefix);
                 names.extend(cols.iter().map(|c| format!("{wide}{}", c.name())));
             }
         }
@@ -699,9 +699,13 @@ fn from_users_table(
     }
     const WIDE: &str = "w";
     let mut located = BTreeMap::new();
-    for scope in needs.keys() {
+    for (scope, cols) in needs {
         let (i, prefix) = layout.locate(scope)?;
-        if !users.tables.contains(&i) {
+        if !users
+            .needs
+            .get(scope)
+            .is_some_and(|copied| cols.is_subset(copied))
+        {
             return None;
         }
         let prefix = users_table_prefix(&layout.tables[i], prefix);
