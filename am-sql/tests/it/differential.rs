@@ -125,6 +125,20 @@ proptest! {
             prop_assert_eq!(replay(&db.conn, node.rule_id), expected.clone(), "sql_query of rule {}", node.rule_id);
             segments.insert(node.rule_id, expected);
         }
+        // Refreshed again over the same data, every segment is rebuilt over its old members:
+        // the same members, nobody entered or left, the old ones kept for `diff`.
+        let again = case.refresh(&mut db.conn, as_of());
+        prop_assert!(again.succeeded(), "{:?}", again);
+        for node in &again.nodes {
+            prop_assert_eq!((node.entered, node.left), (Some(0), Some(0)), "rule {}", node.rule_id);
+            let expected = &segments[&node.rule_id];
+            prop_assert_eq!(&members(&db.conn, node.rule_id), expected);
+            let previous: BTreeSet<i64> = {
+                let mut stmt = db.conn.prepare(&format!("SELECT user_id FROM segment_output_{}__previous", node.rule_id)).unwrap();
+                stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            };
+            prop_assert_eq!(&previous, expected, "previous members of rule {}", node.rule_id);
+        }
         drop(db.dir);
     }
 }
