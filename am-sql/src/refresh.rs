@@ -237,9 +237,12 @@ pub fn refresh_plan(
     let restore = read_faster(conn);
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
-    if shared.is_ok() && fill_users_table(conn, &layout).is_err() {
+    if shared.is_ok()
+        && let Err(e) = fill_users_table(conn, &layout)
+    {
         // Only a shortcut: without it each rule reads `users` itself, so a profile column
         // gone fails just the rules that read it.
+        tracing::warn!("refresh continues without the per-user table of aggregates: {e}");
         drop_users_table(conn, &layout);
         layout.users_table = None;
     }

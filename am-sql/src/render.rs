@@ -375,7 +375,7 @@ impl AggregateLayout {
     }
 
     /// `CREATE TEMPORARY TABLE agg_users (user_id INTEGER PRIMARY KEY, <profile>,
-    /// <aggregates>)`. The copied columns have no declared type, so values keep their type.
+    /// <aggregates>)`, each column declared with the type it has in the contract's schema.
     pub fn users_table_create(&self) -> Option<TableCreateStatement> {
         let users = self.users_table.as_ref()?;
         let mut create = Table::create();
@@ -383,8 +383,14 @@ impl AggregateLayout {
             .table(Alias::new(users.name.clone()))
             .temporary()
             .col(ColumnDef::new(USER_ID).integer().primary_key());
-        for name in self.users_table_columns(users) {
-            create.col(ColumnDef::new(Alias::new(name)));
+        for (name, text) in self.users_table_columns(users) {
+            let mut def = ColumnDef::new(Alias::new(name));
+            match text {
+                Some(true) => def.text(),
+                Some(false) => def.integer(),
+                None => &mut def,
+            };
+            create.col(def);
         }
         Some(create)
     }
@@ -419,7 +425,7 @@ impl AggregateLayout {
         let mut insert = Query::insert();
         insert.into_table(Alias::new(users.name.clone())).columns(
             std::iter::once(USER_ID.to_owned())
-                .chain(self.users_table_columns(users))
+                .chain(self.users_table_columns(users).into_iter().map(|(n, _)| n))
                 .map(Alias::new),
         );
         // The select lists exactly these columns, in this order.
@@ -427,22 +433,34 @@ impl AggregateLayout {
         Some(insert)
     }
 
-    /// The users table's columns after `user_id`: profile fields, then aggregate columns.
-    fn users_table_columns(&self, users: &UsersTable) -> Vec<String> {
-        let mut names: Vec<String> = users
+    /// The users table's columns after `user_id`: profile fields, then aggregate columns,
+    /// each with whether it is declared text (`Some(true)`), integer or neither. The declared
+    /// types are the contract's, so comparisons convert values as they do on `users`.
+    fn users_table_columns(&self, users: &UsersTable) -> Vec<(String, Option<bool>)> {
+        let mut columns: Vec<(String, Option<bool>)> = users
             .profile
             .iter()
             .filter(|f| f.name() != USER_ID)
-            .map(|f| f.name().to_owned())
+            .map(|f| {
+                let text = match f.value_type() {
+                    ValueType::Integer => Some(false),
+                    ValueType::Text | ValueType::Timestamp => Some(true),
+                    ValueType::Money => None,
+                };
+                (f.name().to_owned(), text)
+            })
             .collect();
         for (scope, cols) in &users.needs {
             // Every scope of the table was located when it was planned.
             if let Some((i, prefix)) = self.locate(scope) {
                 let wide = users_table_prefix(&self.tables[i], prefix);
-                names.extend(cols.iter().map(|c| format!("{wide}{}", c.name())));
+                columns.extend(
+                    cols.iter()
+                        .map(|c| (format!("{wide}{}", c.name()), Some(c.is_text()))),
+                );
             }
         }
-        names
+        columns
     }
 
     /// Where a scope's aggregates are: the table index and column prefix.

@@ -127,6 +127,27 @@ pub fn refresh_segment<F>(
 where
     F: FnOnce(&Transaction<'_>, &SwapCounts) -> Result<()>,
 {
+    // Users' own views and triggers on a segment must keep reading the segment, not follow
+    // the old table to `__previous` (where the next refresh's drop would break them).
+    let legacy: bool = conn.query_row("PRAGMA legacy_alter_table", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA legacy_alter_table = ON")?;
+    let result = rebuild_in_one_transaction(conn, rule_id, select, publish);
+    if !legacy {
+        // Only how renames treat views; the connection works either way.
+        let _ = conn.execute_batch("PRAGMA legacy_alter_table = OFF");
+    }
+    result
+}
+
+fn rebuild_in_one_transaction<F>(
+    conn: &mut Connection,
+    rule_id: RuleId,
+    select: SelectStatement,
+    publish: F,
+) -> Result<SwapCounts>
+where
+    F: FnOnce(&Transaction<'_>, &SwapCounts) -> Result<()>,
+{
     // One transaction: one lock, one commit, and the new table's pages reach the WAL once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_live = table_exists(&tx, &segment_table_name(rule_id))?;

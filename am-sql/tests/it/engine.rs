@@ -521,15 +521,6 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
 
     assert_eq!(members(&db.conn, 1), before_members);
     assert_eq!(catalog_row(&db.conn, 1), before_row);
-    let next_left: i64 = db
-        .conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'segment_output_1__next'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(next_left, 0, "the next table is cleaned up");
     let previous: i64 = db
         .conn
         .query_row(
@@ -547,6 +538,54 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
     db.conn.execute_batch("DROP TRIGGER fail_catalog").unwrap();
     assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
     assert_eq!(members(&db.conn, 1), ids(&[1, 2, 3, 4]));
+}
+
+#[test]
+fn a_users_view_on_a_segment_keeps_reading_the_segment_across_refreshes() {
+    let mut db = money_db();
+    let spender = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Gt, Value::Money(0)),
+    );
+    let mut case = Case::new();
+    case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
+    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    db.conn
+        .execute_batch("CREATE VIEW vip AS SELECT user_id FROM segment_output_1")
+        .unwrap();
+    let view = |conn: &Connection| -> BTreeSet<i64> {
+        let mut stmt = conn.prepare("SELECT user_id FROM vip").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    // Twice: the second rebuild drops the `__previous` table the first one made.
+    for (amount, expected) in [(5.0, ids(&[1, 2, 3, 4])), (7.0, ids(&[1, 2, 3, 4, 5]))] {
+        db.conn
+            .execute(
+                "INSERT INTO upi_transactions (user_id, amount, category, transaction_date)
+                 VALUES (?1, ?2, 'Food', '2025-06-02 00:00:00')",
+                params![if amount == 5.0 { 4 } else { 5 }, amount],
+            )
+            .unwrap();
+        let report = case.refresh(&mut db.conn, ts(AS_OF));
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(view(&db.conn), expected);
+    }
+    let sql: String = db
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'vip'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sql,
+        "CREATE VIEW vip AS SELECT user_id FROM segment_output_1"
+    );
 }
 
 #[test]
