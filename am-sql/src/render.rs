@@ -586,25 +586,7 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
     }
     let mut q = Query::select();
     q.column((USERS, USER_ID)).from(USERS);
-    match inner {
-        SetExpr::AllUsers => {}
-        SetExpr::Segment(id) => {
-            q.join_as(
-                sea_query::JoinType::InnerJoin,
-                Alias::new(segment_table(*id)),
-                BASE,
-                SqlExpr::col((BASE, USER_ID)).equals((USERS, USER_ID)),
-            );
-        }
-        other => {
-            q.join_subquery(
-                sea_query::JoinType::InnerJoin,
-                render_set(other, ctx),
-                BASE,
-                SqlExpr::col((BASE, USER_ID)).equals((USERS, USER_ID)),
-            );
-        }
-    }
+    join_base(&mut q, inner, USERS, ctx);
     // Each scope maps to (join alias, column prefix).
     let mut located: BTreeMap<Scope, (String, String)> = BTreeMap::new();
     let mut joined_tables: BTreeSet<usize> = BTreeSet::new();
@@ -665,26 +647,7 @@ fn aggregates_only(
         Alias::new(layout.tables[i].name.clone()),
         Alias::new(alias.clone()),
     );
-    let on = || SqlExpr::col((BASE, USER_ID)).equals((Alias::new(alias.clone()), USER_ID));
-    match inner {
-        SetExpr::AllUsers => {}
-        SetExpr::Segment(id) => {
-            q.join_as(
-                sea_query::JoinType::InnerJoin,
-                Alias::new(segment_table(*id)),
-                BASE,
-                on(),
-            );
-        }
-        other => {
-            q.join_subquery(
-                sea_query::JoinType::InnerJoin,
-                render_set(other, ctx),
-                BASE,
-                on(),
-            );
-        }
-    }
+    join_base(&mut q, inner, &alias, ctx);
     let located = needs
         .keys()
         .filter_map(|s| {
@@ -732,26 +695,7 @@ fn from_users_table(
     let mut q = Query::select();
     q.column((WIDE, USER_ID))
         .from_as(Alias::new(users.name.clone()), WIDE);
-    let on = || SqlExpr::col((BASE, USER_ID)).equals((WIDE, USER_ID));
-    match inner {
-        SetExpr::AllUsers => {}
-        SetExpr::Segment(id) => {
-            q.join_as(
-                sea_query::JoinType::InnerJoin,
-                Alias::new(segment_table(*id)),
-                BASE,
-                on(),
-            );
-        }
-        other => {
-            q.join_subquery(
-                sea_query::JoinType::InnerJoin,
-                render_set(other, ctx),
-                BASE,
-                on(),
-            );
-        }
-    }
+    join_base(&mut q, inner, WIDE, ctx);
     q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
     Some(q)
 }
@@ -765,6 +709,32 @@ fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
         }
         Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| profile_fields(x, out)),
         Expr::Not(x) => profile_fields(x, out),
+    }
+}
+
+/// Narrows a filter's rows (`user_id` of table or alias `rows`) to the members of the set it
+/// filters, joined as `b`: a segment table, or any other set as a subquery; all users need no
+/// join.
+fn join_base(q: &mut SelectStatement, inner: &SetExpr, rows: &str, ctx: &RenderContext<'_>) {
+    let on = SqlExpr::col((BASE, USER_ID)).equals((Alias::new(rows), USER_ID));
+    match inner {
+        SetExpr::AllUsers => {}
+        SetExpr::Segment(id) => {
+            q.join_as(
+                sea_query::JoinType::InnerJoin,
+                Alias::new(segment_table(*id)),
+                BASE,
+                on,
+            );
+        }
+        other => {
+            q.join_subquery(
+                sea_query::JoinType::InnerJoin,
+                render_set(other, ctx),
+                BASE,
+                on,
+            );
+        }
     }
 }
 
