@@ -11,8 +11,8 @@
 //! 3. for each node in plan order, in one transaction: rebuild `segment_output_<id>` from
 //!    the shared aggregates and upstream segments (the old members kept as
 //!    `segment_output_<id>__previous`), count who entered and left, and write the catalog row
-//!    and the run's success. A node that fails keeps its old
-//!    segment and catalog row, records its error, and the nodes built from it are skipped.
+//!    and the run's success. A node that fails keeps its old segment and catalog row, records
+//!    its error, and the nodes built from it are skipped.
 //!
 //! The catalog's `sql_query` is the same node rendered standalone (aggregates as subqueries,
 //! values inlined), so it can be pasted into `sqlite3` and returns exactly the members.

@@ -35,7 +35,7 @@ use am_core::rule::RuleId;
 use crate::catalog::segment_table_name as segment_table;
 use chrono::Duration;
 use sea_query::{
-    Alias, ColumnDef, ExprTrait, Func, InsertStatement, Query, SelectStatement, Table,
+    Alias, ColumnDef, ColumnType, ExprTrait, Func, InsertStatement, Query, SelectStatement, Table,
     TableCreateStatement, UnionType,
 };
 
@@ -80,9 +80,12 @@ impl AggColumn {
         }
     }
 
-    /// Whether the column holds text (dates) rather than integers.
-    fn is_text(self) -> bool {
-        matches!(self, AggColumn::FirstDate | AggColumn::LastDate)
+    /// The column's declared type: text for dates, integer for the rest.
+    fn column_type(self) -> ColumnType {
+        match self {
+            AggColumn::FirstDate | AggColumn::LastDate => ColumnType::Text,
+            _ => ColumnType::Integer,
+        }
     }
 
     /// The columns an aggregate field is computed from.
@@ -236,13 +239,10 @@ impl AggregateLayout {
             .col(ColumnDef::new(USER_ID).integer().primary_key());
         for (_, prefix, cols) in &table.scopes {
             for col in cols {
-                let mut def = ColumnDef::new(Alias::new(format!("{prefix}{}", col.name())));
-                if col.is_text() {
-                    def.text();
-                } else {
-                    def.integer();
-                }
-                create.col(def);
+                create.col(ColumnDef::new_with_type(
+                    Alias::new(format!("{prefix}{}", col.name())),
+                    col.column_type(),
+                ));
             }
         }
         create
@@ -383,14 +383,8 @@ impl AggregateLayout {
             .table(Alias::new(users.name.clone()))
             .temporary()
             .col(ColumnDef::new(USER_ID).integer().primary_key());
-        for (name, text) in self.users_table_columns(users) {
-            let mut def = ColumnDef::new(Alias::new(name));
-            match text {
-                Some(true) => def.text(),
-                Some(false) => def.integer(),
-                None => &mut def,
-            };
-            create.col(def);
+        for (name, column_type) in self.users_table_columns(users) {
+            create.col(ColumnDef::new_with_type(Alias::new(name), column_type));
         }
         Some(create)
     }
@@ -433,21 +427,21 @@ impl AggregateLayout {
         Some(insert)
     }
 
-    /// The users table's columns after `user_id`: profile fields, then aggregate columns,
-    /// each with whether it is declared text (`Some(true)`), integer or neither. The declared
-    /// types are the contract's, so comparisons convert values as they do on `users`.
-    fn users_table_columns(&self, users: &UsersTable) -> Vec<(String, Option<bool>)> {
-        let mut columns: Vec<(String, Option<bool>)> = users
+    /// The users table's columns after `user_id` with their declared types: profile fields,
+    /// then aggregate columns. The types are the contract's, so comparisons convert values as
+    /// they do on `users`.
+    fn users_table_columns(&self, users: &UsersTable) -> Vec<(String, ColumnType)> {
+        let mut columns: Vec<(String, ColumnType)> = users
             .profile
             .iter()
             .filter(|f| f.name() != USER_ID)
             .map(|f| {
-                let text = match f.value_type() {
-                    ValueType::Integer => Some(false),
-                    ValueType::Text | ValueType::Timestamp => Some(true),
-                    ValueType::Money => None,
+                let column_type = match f.value_type() {
+                    ValueType::Integer => ColumnType::Integer,
+                    ValueType::Text | ValueType::Timestamp => ColumnType::Text,
+                    ValueType::Money => ColumnType::Double,
                 };
-                (f.name().to_owned(), text)
+                (f.name().to_owned(), column_type)
             })
             .collect();
         for (scope, cols) in &users.needs {
@@ -456,7 +450,7 @@ impl AggregateLayout {
                 let wide = users_table_prefix(&self.tables[i], prefix);
                 columns.extend(
                     cols.iter()
-                        .map(|c| (format!("{wide}{}", c.name()), Some(c.is_text()))),
+                        .map(|c| (format!("{wide}{}", c.name()), c.column_type())),
                 );
             }
         }
