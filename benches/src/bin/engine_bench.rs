@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use am_core::expr::{TIMESTAMP_FORMAT, Timestamp};
 use am_core::plan::{Plan, PlanNode};
+use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::{RuleId, RuleSpec};
 use am_sql::datagen::{GenerateOptions, generate};
 use am_sql::dialect::sqlite;
@@ -68,6 +69,8 @@ struct Args {
     db: Option<PathBuf>,
     /// Skip (3) and its cross-check: for profiling the engine alone.
     engine_only: bool,
+    /// Also refresh the rules as `am run` plans them, with the finder's reuse between them.
+    reuse: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         mix: Mix::Broad,
         db: None,
         engine_only: false,
+        reuse: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--engine-only" => args.engine_only = true,
+            "--reuse" => args.reuse = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -316,6 +321,55 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("refresh of all rules failed: {report:?}").into());
     }
 
+    // (2b) the same rules planned as `am run` plans them: the finder computes some from
+    // others' segments (a stricter bound over the looser rule's members).
+    let reused = if args.reuse {
+        let inputs = rules
+            .values()
+            .map(|r| RuleInput {
+                id: r.id,
+                rule: r.rule.clone(),
+            })
+            .collect();
+        let planned = Planner::new(inputs, PlanOptions { reuse: true })?.plan_all();
+        let found = planned.nodes.iter().filter(|n| n.reuse.is_some()).count();
+        let (with_reuse, timing) = timed(|| {
+            refresh_plan(
+                &mut conn,
+                &planned,
+                &all,
+                &rules,
+                &request,
+                &all,
+                as_of,
+                &NoProgress,
+            )
+        });
+        let with_reuse = with_reuse?;
+        for node in &with_reuse.nodes {
+            let without = report
+                .nodes
+                .iter()
+                .find(|n| n.rule_id == node.rule_id)
+                .and_then(|n| n.row_count);
+            if node.row_count.is_none() || node.row_count != without {
+                return Err(format!(
+                    "rule {} has {:?} members with reuse but {:?} without",
+                    node.rule_id, node.row_count, without
+                )
+                .into());
+            }
+        }
+        let read = with_reuse
+            .nodes
+            .iter()
+            .filter(|n| !n.reused_from.is_empty())
+            .count();
+        Some((found, read, timing))
+    } else {
+        None
+    };
+
     // (3) every rule as its own standalone query.
     let ctx = RenderContext {
         as_of,
@@ -387,6 +441,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         secs(shared.wall),
         cpu(&shared)
     );
+    if let Some((found, read, t)) = &reused {
+        println!(
+            "| {} rules with the finder's reuse (found for {found}, {read} read the segment) | {:.2} | {} |",
+            rules.len(),
+            secs(t.wall),
+            cpu(t)
+        );
+    }
     println!(
         "| {} rules one by one (standalone queries) | {:.2} | {} |",
         rules.len(),
