@@ -232,8 +232,30 @@ pub fn refresh_plan(
     for node in &nodes {
         collect_set_needs(&node.compute, &mut needs);
     }
+    // The own conditions of rules the finder answered from other segments, where they read
+    // only scopes scanned anyway: a node may be evaluated from them instead (`evaluation_of`),
+    // so their columns are computed too.
+    let own_forms: BTreeMap<RuleId, SetExpr> = nodes
+        .iter()
+        .filter(|n| n.reuse.is_some())
+        .filter_map(|n| {
+            let own = rule_set_expr(&rules.get(&n.rule_id)?.rule);
+            let mut own_needs = AggregateNeeds::new();
+            collect_set_needs(&own, &mut own_needs);
+            own_needs
+                .keys()
+                .all(|scope| needs.contains_key(scope))
+                .then_some((n.rule_id, own))
+        })
+        .collect();
+    for own in own_forms.values() {
+        collect_set_needs(own, &mut needs);
+    }
     let mut layout = AggregateLayout::new(&needs);
-    layout.plan_users_table(nodes.iter().map(|n| &n.compute), as_of);
+    layout.plan_users_table(
+        nodes.iter().map(|n| &n.compute).chain(own_forms.values()),
+        as_of,
+    );
     let restore = read_faster(conn);
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
@@ -248,17 +270,26 @@ pub fn refresh_plan(
     }
     progress.finish("aggregates ready");
 
+    // Sizes below are compared with this; a failed count only forgoes the choice.
+    let users: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap_or(0);
+
     let mut outcomes = Vec::with_capacity(nodes.len());
     let mut failed: BTreeSet<RuleId> = BTreeSet::new();
     progress.begin("segments", Some(nodes.len() as u64));
     for node in nodes {
         let id = node.rule_id;
         let run = run_ids.get(&id).copied();
-        let reused_from = node
-            .reuse
-            .as_ref()
-            .map(|r| r.parents.clone())
-            .unwrap_or_default();
+        let evaluation = evaluation_of(conn, node, own_forms.get(&id), users);
+        let reused_from = if evaluation.reuses {
+            node.reuse
+                .as_ref()
+                .map(|r| r.parents.clone())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let name = rules
             .get(&id)
             .map(|r| r.name.clone())
@@ -271,6 +302,7 @@ pub fn refresh_plan(
             (Ok(()), None) => refresh_node(
                 conn,
                 node,
+                &evaluation,
                 rules.get(&id),
                 &layout,
                 as_of,
@@ -427,6 +459,7 @@ fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
 fn refresh_node(
     conn: &mut Connection,
     node: &PlanNode,
+    evaluation: &Evaluation,
     rule: Option<&EngineRule>,
     layout: &AggregateLayout,
     as_of: Timestamp,
@@ -439,17 +472,19 @@ fn refresh_node(
     let shared = RenderContext {
         as_of,
         aggregates: Aggregates::Shared(layout),
+        base_first: evaluation.base_first,
     };
     let standalone = RenderContext {
         as_of,
         aggregates: Aggregates::Standalone,
+        base_first: false,
     };
-    let sql_query = Sqlite.inline(&render_set(&node.compute, &standalone));
+    let sql_query = Sqlite.inline(&render_set(&evaluation.compute, &standalone));
     let (name, description, version) = match rule {
         Some(r) => (r.name.clone(), r.description.clone(), r.version),
         None => (node.rule_name.clone(), None, 0),
     };
-    let select = render_set(&node.compute, &shared);
+    let select = render_set(&evaluation.compute, &shared);
     sqlite::refresh_segment(conn, id, select, |tx, counts| {
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         catalog::upsert_segment(
@@ -474,6 +509,77 @@ fn refresh_node(
         }
         Ok(())
     })
+}
+
+/// How a refresh that shares the aggregates evaluates one node.
+struct Evaluation {
+    compute: SetExpr,
+    /// Read the set the filter narrows member by member (see [`RenderContext::base_first`]).
+    base_first: bool,
+    /// Whether `compute` reads the segments the finder's reuse chose.
+    reuses: bool,
+}
+
+/// A filter reads the aggregates either row by row, looking each user up in the set it
+/// narrows, or, for a small set, member by member, looking each member up in the aggregates.
+/// A key lookup costs several times a row of a scan, so the second order wins only for sets up
+/// to about a fifth of the users (docs/benchmarks.md, "Reuse in a refresh"); this takes an
+/// eighth. A rule the finder answered from a larger segment is evaluated from its own
+/// condition instead (`own_form`, when that reads only aggregates the refresh computes
+/// anyway): that scans the same aggregates without any lookups, so reading the segment saves
+/// nothing there.
+fn evaluation_of(
+    conn: &Connection,
+    node: &PlanNode,
+    own_form: Option<&SetExpr>,
+    users: i64,
+) -> Evaluation {
+    let as_planned = |base_first| Evaluation {
+        compute: node.compute.clone(),
+        base_first,
+        reuses: node.reuse.is_some(),
+    };
+    let SetExpr::Filter(inner, _) = &node.compute else {
+        return as_planned(false);
+    };
+    if matches!(inner.as_ref(), SetExpr::AllUsers) {
+        return as_planned(false);
+    }
+    let small = members_at_most(conn, inner, users).is_some_and(|n| n.saturating_mul(8) <= users);
+    match own_form {
+        _ if small => as_planned(true),
+        Some(own) => Evaluation {
+            compute: own.clone(),
+            base_first: false,
+            reuses: false,
+        },
+        None => as_planned(false),
+    }
+}
+
+/// An upper bound of a set's size from its segments' row counts; `None` if one can't be read.
+fn members_at_most(conn: &Connection, set: &SetExpr, users: i64) -> Option<i64> {
+    let sizes = |xs: &[SetExpr]| -> Option<Vec<i64>> {
+        xs.iter().map(|x| members_at_most(conn, x, users)).collect()
+    };
+    match set {
+        SetExpr::AllUsers => Some(users),
+        SetExpr::Segment(id) => conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM \"{}\"",
+                    catalog::segment_table_name(*id)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .ok(),
+        SetExpr::Intersect(xs) => Some(sizes(xs)?.into_iter().min().unwrap_or(users)),
+        SetExpr::Union(xs) => Some(sizes(xs)?.into_iter().sum()),
+        SetExpr::Difference(first, _) | SetExpr::Filter(first, _) => {
+            members_at_most(conn, first, users)
+        }
+    }
 }
 
 /// One node of an explain: how a rule is computed and the SQL that computes it.
@@ -665,6 +771,7 @@ impl Store {
         let ctx = RenderContext {
             as_of,
             aggregates: Aggregates::Standalone,
+            base_first: false,
         };
         let select = render_set(&compute, &ctx);
         Ok(Preview {
@@ -682,6 +789,7 @@ fn explain_plan(plan: &Plan, as_of: Timestamp) -> Explain {
     let ctx = RenderContext {
         as_of,
         aggregates: Aggregates::Standalone,
+        base_first: false,
     };
     Explain {
         plan_text: plan.to_string(),

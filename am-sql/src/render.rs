@@ -35,8 +35,8 @@ use am_core::rule::RuleId;
 use crate::catalog::segment_table_name as segment_table;
 use chrono::Duration;
 use sea_query::{
-    Alias, ColumnDef, ColumnType, ExprTrait, Func, InsertStatement, Query, SelectStatement, Table,
-    TableCreateStatement, UnionType,
+    Alias, ColumnDef, ColumnType, Condition, ExprTrait, Func, InsertStatement, IntoIden,
+    IntoTableRef, Query, SelectStatement, Table, TableCreateStatement, TableRef, UnionType,
 };
 
 type SqlExpr = sea_query::Expr;
@@ -479,6 +479,9 @@ pub struct RenderContext<'a> {
     /// The run's as-of time: relative windows and `days_since_last_transaction` use it.
     pub as_of: Timestamp,
     pub aggregates: Aggregates<'a>,
+    /// Drive a filter from the set it narrows (a small segment): each member is looked up in
+    /// the aggregates, instead of every row of the aggregates being looked up in the set.
+    pub base_first: bool,
 }
 
 const SCAN: &str = "t";
@@ -579,8 +582,8 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
         return q;
     }
     let mut q = Query::select();
-    q.column((USERS, USER_ID)).from(USERS);
-    join_base(&mut q, inner, USERS, ctx);
+    q.column((USERS, USER_ID));
+    from_narrowed(&mut q, USERS, USERS, inner, ctx);
     // Each scope maps to (join alias, column prefix).
     let mut located: BTreeMap<Scope, (String, String)> = BTreeMap::new();
     let mut joined_tables: BTreeSet<usize> = BTreeSet::new();
@@ -637,11 +640,8 @@ fn aggregates_only(
     let i = layout.aggregates_only_table(e, needs, ctx.as_of)?;
     let alias = format!("a{i}");
     let mut q = Query::select();
-    q.column((Alias::new(alias.clone()), USER_ID)).from_as(
-        Alias::new(layout.tables[i].name.clone()),
-        Alias::new(alias.clone()),
-    );
-    join_base(&mut q, inner, &alias, ctx);
+    q.column((Alias::new(alias.clone()), USER_ID));
+    from_narrowed(&mut q, &layout.tables[i].name, &alias, inner, ctx);
     let located = needs
         .keys()
         .filter_map(|s| {
@@ -687,9 +687,8 @@ fn from_users_table(
         located.insert(scope.clone(), (WIDE.to_owned(), prefix));
     }
     let mut q = Query::select();
-    q.column((WIDE, USER_ID))
-        .from_as(Alias::new(users.name.clone()), WIDE);
-    join_base(&mut q, inner, WIDE, ctx);
+    q.column((WIDE, USER_ID));
+    from_narrowed(&mut q, &users.name, WIDE, inner, ctx);
     q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
     Some(q)
 }
@@ -706,28 +705,45 @@ fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
     }
 }
 
-/// Narrows a filter's rows (`user_id` of table or alias `rows`) to the members of the set it
-/// filters, joined as `b`: a segment table, or any other set as a subquery; all users need no
-/// join.
-fn join_base(q: &mut SelectStatement, inner: &SetExpr, rows: &str, ctx: &RenderContext<'_>) {
+/// `FROM <table> AS <rows>` narrowed to the members of the set the filter reads, joined as
+/// `b`: a segment table, or any other set as a subquery; all users need no join.
+///
+/// By default the table drives the query and each of its rows is looked up in `b`. With
+/// `ctx.base_first`, `b` comes first and each member is looked up in the table (by its
+/// `user_id` key); `CROSS JOIN` is how SQLite is told to keep that order.
+fn from_narrowed(
+    q: &mut SelectStatement,
+    table: &str,
+    rows: &str,
+    inner: &SetExpr,
+    ctx: &RenderContext<'_>,
+) {
+    let base = match inner {
+        SetExpr::AllUsers => None,
+        SetExpr::Segment(id) => Some(Alias::new(segment_table(*id)).into_table_ref().alias(BASE)),
+        other => Some(TableRef::SubQuery(
+            Box::new(render_set(other, ctx)),
+            BASE.into_iden(),
+        )),
+    };
+    let mut table_ref = Alias::new(table).into_table_ref();
+    if table != rows {
+        table_ref = table_ref.alias(Alias::new(rows));
+    }
     let on = SqlExpr::col((BASE, USER_ID)).equals((Alias::new(rows), USER_ID));
-    match inner {
-        SetExpr::AllUsers => {}
-        SetExpr::Segment(id) => {
-            q.join_as(
-                sea_query::JoinType::InnerJoin,
-                Alias::new(segment_table(*id)),
-                BASE,
-                on,
-            );
+    match base {
+        None => {
+            q.from(table_ref);
         }
-        other => {
-            q.join_subquery(
-                sea_query::JoinType::InnerJoin,
-                render_set(other, ctx),
-                BASE,
-                on,
-            );
+        Some(base) if ctx.base_first => {
+            // sea-query writes no `ON` for a cross join; the key equality goes in `WHERE`.
+            q.from(base)
+                .join(sea_query::JoinType::CrossJoin, table_ref, Condition::all())
+                .and_where(on);
+        }
+        Some(base) => {
+            q.from(table_ref)
+                .join(sea_query::JoinType::InnerJoin, base, on);
         }
     }
 }

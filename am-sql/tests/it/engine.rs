@@ -658,6 +658,7 @@ fn rules_needing_users_read_one_shared_per_user_table() {
     let ctx = am_sql::render::RenderContext {
         as_of: ts(AS_OF),
         aggregates: am_sql::render::Aggregates::Shared(&layout),
+        base_first: false,
     };
     for node in &case.plan.nodes {
         let sql = am_sql::render::render_set(&node.compute, &ctx)
@@ -756,6 +757,9 @@ fn refreshed(report: &RefreshReport) -> Vec<RuleId> {
 #[test]
 fn store_refresh_plans_reuses_and_skips_fresh_segments() {
     let db = money_db();
+    // Users without transactions, so the looser segment (3 members) is small enough to be
+    // read member by member.
+    add_users_without_transactions(&db.conn, 40);
     let store = &db.store;
     let over_100 = store
         .create_rule(&spec(
@@ -874,6 +878,112 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
             .unwrap()
             .audience_size,
         1
+    );
+}
+
+fn add_users_without_transactions(conn: &Connection, n: i64) {
+    conn.execute(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)
+         INSERT INTO users (user_id, name) SELECT 1000 + i, 'no purchases' FROM k",
+        [n],
+    )
+    .unwrap();
+}
+
+fn looser_and_stricter(store: &Store) -> (RuleId, RuleId) {
+    let looser = store
+        .create_rule(&spec(
+            "over 100",
+            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 100}]),
+        ))
+        .unwrap();
+    let stricter = store
+        .create_rule(&spec(
+            "over 1000",
+            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 1000}]),
+        ))
+        .unwrap();
+    (looser, stricter)
+}
+
+#[test]
+fn a_rule_reused_from_a_large_segment_is_evaluated_from_its_own_condition() {
+    let db = money_db();
+    let store = &db.store;
+    let (looser, stricter) = looser_and_stricter(store);
+    // The finder still answers the stricter rule from the looser one.
+    let explained = store.explain(stricter).unwrap();
+    let node = explained
+        .nodes
+        .iter()
+        .find(|n| n.rule_id == stricter)
+        .unwrap();
+    assert_eq!(
+        node.reuse.as_ref().map(|r| r.parents.clone()),
+        Some(vec![looser])
+    );
+
+    // But the looser segment holds 3 of the 5 users: looking each one up costs more than the
+    // scan of the aggregates the stricter bound needs anyway.
+    let report = refresh(store, RefreshTargets::All);
+    assert!(report.succeeded(), "{report:?}");
+    let node = report.node(stricter).unwrap();
+    assert_eq!(node.reused_from, Vec::<RuleId>::new());
+    assert_eq!(members(&db.conn, looser), ids(&[1, 2, 3]));
+    assert_eq!(members(&db.conn, stricter), ids(&[2]));
+    assert_eq!(replay(&db.conn, stricter), ids(&[2]));
+    let catalog = am_sql::catalog::segment_for_rule(&db.conn, stricter)
+        .unwrap()
+        .unwrap();
+    assert!(catalog.reused_from.is_empty());
+    assert!(
+        !catalog.sql_query.contains("segment_output_"),
+        "the stored SQL is the one that ran: {}",
+        catalog.sql_query
+    );
+
+    // With many more users the same segment is small, and is read member by member.
+    add_users_without_transactions(&db.conn, 40);
+    let report = refresh(store, RefreshTargets::All);
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.node(stricter).unwrap().reused_from, vec![looser]);
+    assert_eq!(members(&db.conn, stricter), ids(&[2]));
+    assert_eq!(replay(&db.conn, stricter), ids(&[2]));
+}
+
+#[test]
+fn a_small_base_drives_the_filter_over_it() {
+    let over_100 = agg(
+        Field::TotalSpend,
+        all_scope(),
+        Test::Cmp(CmpOp::Gt, Value::Money(10_000)),
+    );
+    let mut needs = am_sql::render::AggregateNeeds::new();
+    am_sql::render::collect_expr_needs(&over_100, &mut needs);
+    let layout = am_sql::render::AggregateLayout::new(&needs);
+    let filter = SetExpr::Filter(Box::new(SetExpr::Segment(7)), over_100);
+    let sql = |base_first| {
+        let ctx = am_sql::render::RenderContext {
+            as_of: ts(AS_OF),
+            aggregates: am_sql::render::Aggregates::Shared(&layout),
+            base_first,
+        };
+        am_sql::render::render_set(&filter, &ctx).to_string(sea_query::SqliteQueryBuilder)
+    };
+    let table = &layout.tables[0].name;
+    let scan_first = sql(false);
+    assert!(
+        scan_first.contains(&format!(
+            "FROM \"{table}\" AS \"a0\" INNER JOIN \"segment_output_7\" AS \"b\""
+        )),
+        "{scan_first}"
+    );
+    let base_first = sql(true);
+    assert!(
+        base_first.contains(&format!(
+            "FROM \"segment_output_7\" AS \"b\" CROSS JOIN \"{table}\" AS \"a0\" WHERE \"b\".\"user_id\" = \"a0\".\"user_id\" AND "
+        )),
+        "{base_first}"
     );
 }
 

@@ -374,6 +374,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = RenderContext {
         as_of,
         aggregates: Aggregates::Standalone,
+        base_first: false,
     };
     let (naive_counts, naive) = timed(|| {
         let mut counts = BTreeMap::new();
