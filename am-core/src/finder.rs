@@ -14,9 +14,10 @@
 //!    matching the remaining disjuncts.
 //! 5. **Narrowing**: the rule implies a candidate (each of the candidate's conjuncts is
 //!    implied by one of the rule's: the same predicate, a bound inside a bound on the same
-//!    field and scope, a value set inside a value set), so the rule is evaluated over that
-//!    candidate's segment only. The most specific such candidate is chosen. When every one of
-//!    its conjuncts is literally one of the rule's, this is reported as a conjunction.
+//!    field and scope, a value set inside a value set), so the rule can be evaluated over
+//!    that candidate's segment only (whether that is cheaper is the engine's call). The most
+//!    specific such candidate is chosen. When every one of its conjuncts is literally one of
+//!    the rule's, this is reported as a conjunction.
 //!
 //! Every answer is equivalent to the rule's condition, so reuse never changes a result.
 //! Lookups go through hash indexes (normal form, conjuncts, predicate keys), never through a
@@ -426,7 +427,7 @@ impl DependencyFinder {
             if let Some(rest) = &rest {
                 reason.push_str(&format!(", plus {}", ExprText::new(rest)));
             }
-            reason.push_str(", so it is evaluated over that segment only");
+            reason.push_str(", so it can be evaluated over that segment only");
             (ReuseKind::Conjunction, reason)
         } else {
             (ReuseKind::Narrowing, narrowing_reason(&rule_parts, best))
@@ -456,7 +457,7 @@ fn list_rules(cs: &[&Candidate], joiner: &str) -> String {
 }
 
 /// `total_spend > 5000.00 [credit_card, last 30 days] lies inside rule #12 "Spenders"
-/// (total_spend > 1000.00, same scope), so it is evaluated over that segment only`.
+/// (total_spend > 1000.00, same scope), so it can be evaluated over that segment only`.
 fn narrowing_reason(rule_parts: &[Expr], parent: &Candidate) -> String {
     let mut inside = Vec::new();
     let mut described = Vec::new();
@@ -487,7 +488,7 @@ fn narrowing_reason(rule_parts: &[Expr], parent: &Candidate) -> String {
         .map(|e| ExprText::new(e).to_string())
         .collect();
     format!(
-        "{} lies inside {} ({}), so it is evaluated over that segment only",
+        "{} lies inside {} ({}), so it can be evaluated over that segment only",
         inside.join(" and "),
         rule_ref(parent),
         described.join("; ")

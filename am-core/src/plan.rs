@@ -36,7 +36,7 @@ pub enum ReuseKind {
     Disjunction,
     /// The rule is the complement of an existing segment.
     Negation,
-    /// The rule implies an existing rule (a stricter bound, a smaller set), so it is
+    /// The rule implies an existing rule (a stricter bound, a smaller set), so it can be
     /// evaluated over that smaller parent only.
     Narrowing,
 }
