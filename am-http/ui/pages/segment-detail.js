@@ -40,7 +40,7 @@ export async function render(view, { params, signal }) {
           h('dt', 'Rule'), h('dd', h('a', { href: `/rules/edit/${seg.rule?.id ?? seg.rule_id}` }, seg.rule?.rule_name ?? `rule ${seg.rule_id}`)),
           h('dt', 'Table'), h('dd', h('code', seg.table_name)),
           h('dt', 'Depends on'), h('dd', names(seg.depends_on)),
-          h('dt', 'Reuses'), h('dd', names(seg.reuses)))),
+          h('dt', 'Reused from'), h('dd', { 'data-testid': 'reused-from' }, names(seg.reuses)))),
       h('section.panel', { 'aria-labelledby': 'lineage-h' }, h('h2', { id: 'lineage-h' }, 'Lineage'),
         h('div.legend', h('span', '— depends on'), h('span', '- - - reused by the planner'), h('span', 'click a segment to open it')),
         lineage)),

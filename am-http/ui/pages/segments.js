@@ -38,7 +38,7 @@ export async function render(view, { query, signal }) {
       { label: 'Change', cell: (s) => change(s.entered, s.left) },
       { label: 'Rule', cell: (s) => h('a', { href: `/rules/edit/${s.rule_id}` }, s.rule?.rule_name ?? s.segment_name) },
       { label: 'Depends on', cell: (s) => ruleLinks(s.depends_on) },
-      { label: 'Reuses', cell: (s) => ruleLinks(s.reuses) },
+      { label: 'Reused from', cell: (s) => ruleLinks(s.reuses) },
     ];
     clear(body, table(columns, r.items, 'Segments'), pager('/segments', r));
   };
