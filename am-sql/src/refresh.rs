@@ -270,10 +270,10 @@ pub fn refresh_plan(
     }
     progress.finish("aggregates ready");
 
-    // Sizes below are compared with this; a failed count only forgoes the choice.
-    let users: i64 = conn
+    // What set sizes are compared with; without it every node is evaluated as planned.
+    let users: Option<i64> = conn
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap_or(0);
+        .ok();
 
     let mut outcomes = Vec::with_capacity(nodes.len());
     let mut failed: BTreeSet<RuleId> = BTreeSet::new();
@@ -532,14 +532,14 @@ fn evaluation_of(
     conn: &Connection,
     node: &PlanNode,
     own_form: Option<&SetExpr>,
-    users: i64,
+    users: Option<i64>,
 ) -> Evaluation {
     let as_planned = |base_first| Evaluation {
         compute: node.compute.clone(),
         base_first,
         reuses: node.reuse.is_some(),
     };
-    let SetExpr::Filter(inner, _) = &node.compute else {
+    let (SetExpr::Filter(inner, _), Some(users)) = (&node.compute, users) else {
         return as_planned(false);
     };
     if matches!(inner.as_ref(), SetExpr::AllUsers) {

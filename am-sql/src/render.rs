@@ -479,8 +479,9 @@ pub struct RenderContext<'a> {
     /// The run's as-of time: relative windows and `days_since_last_transaction` use it.
     pub as_of: Timestamp,
     pub aggregates: Aggregates<'a>,
-    /// Drive a filter from the set it narrows (a small segment): each member is looked up in
-    /// the aggregates, instead of every row of the aggregates being looked up in the set.
+    /// Drive the statement's filter from the set it narrows (a small one): each member is
+    /// looked up in the aggregates, instead of every row of the aggregates being looked up in
+    /// the set. Sets nested inside that set are rendered without it.
     pub base_first: bool,
 }
 
@@ -582,7 +583,6 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
         return q;
     }
     let mut q = Query::select();
-    q.column((USERS, USER_ID));
     from_narrowed(&mut q, USERS, USERS, inner, ctx);
     // Each scope maps to (join alias, column prefix).
     let mut located: BTreeMap<Scope, (String, String)> = BTreeMap::new();
@@ -640,7 +640,6 @@ fn aggregates_only(
     let i = layout.aggregates_only_table(e, needs, ctx.as_of)?;
     let alias = format!("a{i}");
     let mut q = Query::select();
-    q.column((Alias::new(alias.clone()), USER_ID));
     from_narrowed(&mut q, &layout.tables[i].name, &alias, inner, ctx);
     let located = needs
         .keys()
@@ -687,7 +686,6 @@ fn from_users_table(
         located.insert(scope.clone(), (WIDE.to_owned(), prefix));
     }
     let mut q = Query::select();
-    q.column((WIDE, USER_ID));
     from_narrowed(&mut q, &users.name, WIDE, inner, ctx);
     q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
     Some(q)
@@ -705,12 +703,13 @@ fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
     }
 }
 
-/// `FROM <table> AS <rows>` narrowed to the members of the set the filter reads, joined as
-/// `b`: a segment table, or any other set as a subquery; all users need no join.
+/// `SELECT <key> FROM <table> AS <rows>` narrowed to the members of the set the filter reads,
+/// joined as `b`: a segment table, or any other set as a subquery; all users need no join.
 ///
 /// By default the table drives the query and each of its rows is looked up in `b`. With
 /// `ctx.base_first`, `b` comes first and each member is looked up in the table (by its
-/// `user_id` key); `CROSS JOIN` is how SQLite is told to keep that order.
+/// `user_id` key); `CROSS JOIN` is how SQLite is told to keep that order. The key selected is
+/// the driving table's, so the rows come out in `user_id` order without a sort.
 fn from_narrowed(
     q: &mut SelectStatement,
     table: &str,
@@ -718,11 +717,16 @@ fn from_narrowed(
     inner: &SetExpr,
     ctx: &RenderContext<'_>,
 ) {
+    // Only this filter is driven from its base; sets inside the base choose for themselves.
+    let inner_ctx = RenderContext {
+        base_first: false,
+        ..*ctx
+    };
     let base = match inner {
         SetExpr::AllUsers => None,
         SetExpr::Segment(id) => Some(Alias::new(segment_table(*id)).into_table_ref().alias(BASE)),
         other => Some(TableRef::SubQuery(
-            Box::new(render_set(other, ctx)),
+            Box::new(render_set(other, &inner_ctx)),
             BASE.into_iden(),
         )),
     };
@@ -733,17 +737,21 @@ fn from_narrowed(
     let on = SqlExpr::col((BASE, USER_ID)).equals((Alias::new(rows), USER_ID));
     match base {
         None => {
-            q.from(table_ref);
+            q.column((Alias::new(rows), USER_ID)).from(table_ref);
         }
         Some(base) if ctx.base_first => {
             // sea-query writes no `ON` for a cross join; the key equality goes in `WHERE`.
-            q.from(base)
+            q.column((BASE, USER_ID))
+                .from(base)
                 .join(sea_query::JoinType::CrossJoin, table_ref, Condition::all())
                 .and_where(on);
         }
         Some(base) => {
-            q.from(table_ref)
-                .join(sea_query::JoinType::InnerJoin, base, on);
+            q.column((Alias::new(rows), USER_ID)).from(table_ref).join(
+                sea_query::JoinType::InnerJoin,
+                base,
+                on,
+            );
         }
     }
 }

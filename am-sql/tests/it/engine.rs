@@ -952,6 +952,36 @@ fn a_rule_reused_from_a_large_segment_is_evaluated_from_its_own_condition() {
 }
 
 #[test]
+fn a_small_segment_is_read_member_by_member_for_rules_that_need_users() {
+    let db = money_db();
+    add_users_without_transactions(&db.conn, 40);
+    let store = &db.store;
+    let tier_1 = store
+        .create_rule(&spec(
+            "tier 1",
+            serde_json::json!([{"field": "city_tier", "operator": "=", "value": 1}]),
+        ))
+        .unwrap();
+    // True for users without transactions, so it reads the per-user table.
+    let quiet_tier_1 = store
+        .create_rule(&spec(
+            "quiet tier 1",
+            serde_json::json!([
+                {"field": "city_tier", "operator": "=", "value": 1},
+                {"field": "total_spend", "operator": "<", "value": 100}
+            ]),
+        ))
+        .unwrap();
+    let report = refresh(store, RefreshTargets::All);
+    assert!(report.succeeded(), "{report:?}");
+    // Tier 1 is users 1 and 5 of 45: small, so the refresh reads it.
+    assert_eq!(report.node(quiet_tier_1).unwrap().reused_from, vec![tier_1]);
+    // User 1 spent 1000.00; user 5 nothing.
+    assert_eq!(members(&db.conn, quiet_tier_1), ids(&[5]));
+    assert_eq!(replay(&db.conn, quiet_tier_1), ids(&[5]));
+}
+
+#[test]
 fn a_small_base_drives_the_filter_over_it() {
     let over_100 = agg(
         Field::TotalSpend,
@@ -981,7 +1011,7 @@ fn a_small_base_drives_the_filter_over_it() {
     let base_first = sql(true);
     assert!(
         base_first.contains(&format!(
-            "FROM \"segment_output_7\" AS \"b\" CROSS JOIN \"{table}\" AS \"a0\" WHERE \"b\".\"user_id\" = \"a0\".\"user_id\" AND "
+            "SELECT \"b\".\"user_id\" FROM \"segment_output_7\" AS \"b\" CROSS JOIN \"{table}\" AS \"a0\" WHERE \"b\".\"user_id\" = \"a0\".\"user_id\" AND "
         )),
         "{base_first}"
     );
