@@ -761,18 +761,7 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
     // read member by member.
     add_users_without_transactions(&db.conn, 40);
     let store = &db.store;
-    let over_100 = store
-        .create_rule(&spec(
-            "over 100",
-            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 100}]),
-        ))
-        .unwrap();
-    let over_1000 = store
-        .create_rule(&spec(
-            "over 1000",
-            serde_json::json!([{"field": "total_spend", "operator": ">", "value": 1000}]),
-        ))
-        .unwrap();
+    let (over_100, over_1000) = looser_and_stricter(store);
     let mut diff = spec("over 100 not 1000", serde_json::Value::Null);
     diff.depends_on = vec![over_100, over_1000];
     diff.operation = Some("DIFFERENCE".into());
