@@ -106,6 +106,21 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|n| !n.reused_from.is_empty())
         .count();
+    // What the finder found can be more than a refresh read: a large segment costs more to
+    // read member by member than the rule's own scan of the shared aggregates.
+    let found = store
+        .rule_set()
+        .ok()
+        .and_then(|set| set.reuses.as_ref().ok().map(|r| r.len()))
+        .unwrap_or(reused);
+    let skipped = if found > reused {
+        format!(
+            "\nIt found {found}; for the other {}, reading the segment costs more than their own condition, so the refresh used that.",
+            found - reused
+        )
+    } else {
+        String::new()
+    };
     let db_flag = if ctx.db == std::path::Path::new("audience.db") {
         String::new()
     } else {
@@ -127,7 +142,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
     ];
     let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     let mut out = format!(
-        "\n{reused} of {} were answered from other segments by the DependencyFinder (REUSED FROM).\n\
+        "\n{reused} of {} were answered from other segments by the DependencyFinder (REUSED FROM).{skipped}\n\
          Demo finished in {}.\n\nNext:\n",
         output::plural(report.nodes.len() as i64, "segment"),
         output::duration(started.elapsed()),
