@@ -488,8 +488,8 @@ fn catalog_row(conn: &Connection, rule_id: RuleId) -> Vec<Option<String>> {
     .unwrap()
 }
 
-#[test]
-fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
+/// The money data with rule 1, `total_spend > 0`, refreshed once.
+fn spenders_built() -> (Db, Case) {
     let mut db = money_db();
     let spender = agg(
         Field::TotalSpend,
@@ -499,6 +499,12 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
     let mut case = Case::new();
     case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
     assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    (db, case)
+}
+
+#[test]
+fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
+    let (mut db, case) = spenders_built();
     let before_members = members(&db.conn, 1);
     let before_row = catalog_row(&db.conn, 1);
     assert_eq!(before_members, ids(&[1, 2, 3]));
@@ -542,15 +548,7 @@ fn a_refresh_failing_midway_leaves_the_old_segment_and_catalog_row() {
 
 #[test]
 fn a_users_view_on_a_segment_keeps_reading_the_segment_across_refreshes() {
-    let mut db = money_db();
-    let spender = agg(
-        Field::TotalSpend,
-        all_scope(),
-        Test::Cmp(CmpOp::Gt, Value::Money(0)),
-    );
-    let mut case = Case::new();
-    case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
-    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    let (mut db, case) = spenders_built();
     db.conn
         .execute_batch("CREATE VIEW vip AS SELECT user_id FROM segment_output_1")
         .unwrap();
@@ -701,15 +699,7 @@ fn readers_never_see_an_empty_or_partial_segment() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let mut db = money_db();
-    let spender = agg(
-        Field::TotalSpend,
-        all_scope(),
-        Test::Cmp(CmpOp::Gt, Value::Money(0)),
-    );
-    let mut case = Case::new();
-    case.add_direct(&db.conn, 1, checked(Some(spender), vec![], None));
-    assert!(case.refresh(&mut db.conn, ts(AS_OF)).succeeded());
+    let (mut db, case) = spenders_built();
 
     let done = Arc::new(AtomicBool::new(false));
     let reader = {

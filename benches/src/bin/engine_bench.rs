@@ -285,37 +285,31 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let all: BTreeSet<RuleId> = rules.keys().copied().collect();
     let first: BTreeSet<RuleId> = all.iter().take(1).copied().collect();
 
+    // Refreshes `selected` of a plan through the engine, timed.
+    let mut refresh = |plan: &Plan, selected: &BTreeSet<RuleId>| {
+        timed(|| {
+            refresh_plan(
+                &mut conn,
+                plan,
+                selected,
+                &rules,
+                &request,
+                selected,
+                as_of,
+                &NoProgress,
+            )
+        })
+    };
+
     // (1) one rule through the engine.
-    let (report, one) = timed(|| {
-        refresh_plan(
-            &mut conn,
-            &plan,
-            &first,
-            &rules,
-            &request,
-            &first,
-            as_of,
-            &NoProgress,
-        )
-    });
+    let (report, one) = refresh(&plan, &first);
     let report = report?;
     if !report.succeeded() {
         return Err(format!("one-rule refresh failed: {report:?}").into());
     }
 
     // (2) every rule through the engine, sharing the window's scan.
-    let (report, shared) = timed(|| {
-        refresh_plan(
-            &mut conn,
-            &plan,
-            &all,
-            &rules,
-            &request,
-            &all,
-            as_of,
-            &NoProgress,
-        )
-    });
+    let (report, shared) = refresh(&plan, &all);
     let report = report?;
     if !report.succeeded() {
         return Err(format!("refresh of all rules failed: {report:?}").into());
@@ -335,18 +329,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let planned = Planner::new(inputs, PlanOptions { reuse: true })?.plan_all();
         let found = planned.nodes.iter().filter(|n| n.reuse.is_some()).count();
         let mut refresh_with = |plan: &Plan| {
-            let (out, timing) = timed(|| {
-                refresh_plan(
-                    &mut conn,
-                    plan,
-                    &all,
-                    &rules,
-                    &request,
-                    &all,
-                    as_of,
-                    &NoProgress,
-                )
-            });
+            let (out, timing) = refresh(plan, &all);
             let out = out.map_err(|e| e.to_string())?;
             // Each refresh compares its members with the previous refresh's: nobody entered
             // or left means the same members as (2).
