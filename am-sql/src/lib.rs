@@ -9,6 +9,7 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod import;
+pub mod owner;
 pub mod progress;
 pub mod refresh;
 pub mod render;

@@ -10,6 +10,7 @@ use am_core::rule::RuleId;
 
 use crate::db::{now_text, parse_time};
 use crate::error::{Error, Result};
+use crate::owner;
 
 /// A run's id in `refresh_runs`.
 pub type RunId = i64;
@@ -119,8 +120,19 @@ pub struct RunFilter {
     pub limit: Option<u32>,
 }
 
-/// The error recorded on runs the server did not live to finish.
+/// The error recorded on runs a stopping server had queued but not started.
 pub const ABANDONED: &str = "abandoned: the server stopped before it finished";
+
+/// The error recorded on runs whose process ended without recording how they ended (killed,
+/// crashed, or unable to write to the database before it exited).
+pub fn abandoned_by(owner: Option<&str>) -> String {
+    match owner.and_then(owner::pid_of) {
+        Some(pid) => format!(
+            "abandoned: the process that ran it (pid {pid}) ended before recording how it ended"
+        ),
+        None => "abandoned: the process that ran it ended before recording how it ended".into(),
+    }
+}
 
 const RUN_COLUMNS: [&str; 13] = [
     "id",
@@ -210,9 +222,19 @@ fn finish(raw: RawRun) -> Result<Run> {
     })
 }
 
-/// Queues a run of a rule and returns its id. The rule's name is copied so the run stays
-/// readable after the rule is deleted.
+/// The database file a connection is on; `None` for an in-memory database.
+fn database_path(conn: &Connection) -> Option<std::path::PathBuf> {
+    conn.path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// Queues a run of a rule and returns its id, owned by this process (see [`crate::owner`]).
+/// The rule's name is copied so the run stays readable after the rule is deleted.
 pub fn create_run(conn: &Connection, rule_id: RuleId, trigger: RunTrigger) -> Result<RunId> {
+    let owner = database_path(conn)
+        .map(|db| owner::this_process(&db))
+        .transpose()?;
     let name: Option<String> = conn
         .query_row(
             "SELECT rule_name FROM rule_table WHERE id = ?1",
@@ -222,9 +244,9 @@ pub fn create_run(conn: &Connection, rule_id: RuleId, trigger: RunTrigger) -> Re
         .optional()?;
     let name = name.ok_or_else(|| Error::not_found_id("rule", rule_id))?;
     conn.execute(
-        "INSERT INTO refresh_runs (rule_id, rule_name, status, \"trigger\", queued_at)
-         VALUES (?1, ?2, 'queued', ?3, ?4)",
-        params![rule_id, name, trigger.as_str(), now_text()],
+        "INSERT INTO refresh_runs (rule_id, rule_name, status, \"trigger\", queued_at, owner)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+        params![rule_id, name, trigger.as_str(), now_text(), owner],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -365,12 +387,33 @@ pub fn active_run_for(conn: &Connection, rule_id: RuleId) -> Result<Option<Run>>
     .transpose()
 }
 
-/// Fails every queued or running run, with [`ABANDONED`] as the error. The server calls it
-/// at start: no run of a previous process can still be going. Returns how many it failed.
+/// Fails the queued and running runs whose process is gone (see [`crate::owner`]), each with
+/// [`abandoned_by`] as the error; the runs of live processes, this one's and others', are left
+/// alone. Whoever opens the database calls it, so a run killed with its process is seen as
+/// failed without waiting for a server. Returns how many it failed.
 pub fn fail_abandoned_runs(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE refresh_runs SET status = 'failed', finished_at = ?1, error = ?2
-         WHERE status IN ('queued', 'running')",
-        params![now_text(), ABANDONED],
-    )?)
+    let Some(db) = database_path(conn) else {
+        return Ok(0);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT owner FROM refresh_runs WHERE status IN ('queued', 'running')",
+    )?;
+    let owners = stmt
+        .query_map([], |r| r.get::<_, Option<String>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut failed = 0;
+    for token in owners {
+        if token.as_deref().is_some_and(|t| owner::is_alive(&db, t)) {
+            continue;
+        }
+        failed += conn.execute(
+            "UPDATE refresh_runs SET status = 'failed', finished_at = ?1, error = ?2
+             WHERE status IN ('queued', 'running') AND owner IS ?3",
+            params![now_text(), abandoned_by(token.as_deref()), token],
+        )?;
+        if let Some(t) = &token {
+            owner::forget(&db, t);
+        }
+    }
+    Ok(failed)
 }

@@ -213,27 +213,37 @@ impl Store {
         runs::create_run(&self.connection()?, rule_id, trigger)
     }
 
+    /// Runs are read as they really are: first the active runs of processes that are gone
+    /// are failed (best effort: a database that cannot be written is read as it is).
+    fn runs_connection(&self) -> Result<Connection> {
+        let conn = self.connection()?;
+        if let Err(e) = runs::fail_abandoned_runs(&conn) {
+            tracing::debug!("could not fail abandoned runs: {e}");
+        }
+        Ok(conn)
+    }
+
     /// One run; `NotFound` if there is none with that id.
     pub fn run(&self, id: RunId) -> Result<Run> {
-        runs::get_run(&self.connection()?, id)
+        runs::get_run(&self.runs_connection()?, id)
     }
 
     /// Runs matching the filter, newest first.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
-        runs::list_runs(&self.connection()?, filter)
+        runs::list_runs(&self.runs_connection()?, filter)
     }
 
     /// The rule's queued or running run, if any.
     pub fn active_run_for(&self, rule_id: RuleId) -> Result<Option<Run>> {
-        runs::active_run_for(&self.connection()?, rule_id)
+        runs::active_run_for(&self.runs_connection()?, rule_id)
     }
 
     /// The newest run of a rule, if any.
     pub fn last_run(&self, rule_id: RuleId) -> Result<Option<Run>> {
-        runs::last_run(&self.connection()?, rule_id)
+        runs::last_run(&self.runs_connection()?, rule_id)
     }
 
-    /// Fails the runs a previous server left queued or running; returns how many.
+    /// Fails the queued or running runs whose process is gone; returns how many.
     pub fn fail_abandoned_runs(&self) -> Result<usize> {
         runs::fail_abandoned_runs(&self.connection()?)
     }

@@ -151,6 +151,12 @@ async fn triggers_join_the_active_run_and_crashes_leave_no_active_runs() {
         let conn = store.connection().expect("connection");
         let run = am_sql::runs::create_run(&conn, id, RunTrigger::Api).expect("run");
         am_sql::runs::mark_running(&conn, run, at(2025, 1, 1, 0, 0).naive_utc()).expect("running");
+        // Owned by a process that is gone: no lock file holds its token.
+        conn.execute(
+            "UPDATE refresh_runs SET owner = '1.dead' WHERE id = ?1",
+            [run],
+        )
+        .expect("owner");
         run
     };
     let clock = ManualClock::new(at(2025, 3, 1, 0, 0));

@@ -6,7 +6,7 @@ use am_core::rule::RuleSpec;
 use am_sql::catalog::{self, SegmentRecord};
 use am_sql::db;
 use am_sql::error::Error;
-use am_sql::runs::{self, ABANDONED, RunFilter, RunStatus, RunTrigger};
+use am_sql::runs::{self, RunFilter, RunStatus, RunTrigger};
 use am_sql::store::Store;
 use rusqlite::Connection;
 use tempfile::TempDir;
@@ -536,28 +536,102 @@ fn runs_go_through_their_lifecycle() {
     assert_eq!((orphan.rule_id, orphan.rule_name.as_str()), (None, "R"));
 }
 
+/// A run owned by `token`, as another process would have created it.
+fn run_owned_by(conn: &Connection, rule: i64, token: Option<&str>, running: bool) -> i64 {
+    let run = runs::create_run(conn, rule, RunTrigger::Cli).unwrap();
+    if running {
+        runs::mark_running(conn, run, chrono::Utc::now().naive_utc()).unwrap();
+    }
+    conn.execute(
+        "UPDATE refresh_runs SET owner = ?2 WHERE id = ?1",
+        rusqlite::params![run, token],
+    )
+    .unwrap();
+    run
+}
+
+fn status_and_error(conn: &Connection, run: i64) -> (RunStatus, Option<String>) {
+    let r = runs::get_run(conn, run).unwrap();
+    (r.status, r.error)
+}
+
 #[test]
-fn abandoned_runs_fail_at_start() {
+fn only_runs_whose_process_is_gone_are_failed_as_abandoned() {
     let (_dir, store) = temp_store();
     let conn = store.connection().unwrap();
     let rule = store.create_rule_json(&tier_rule("R", 1)).unwrap();
-    let queued = runs::create_run(&conn, rule, RunTrigger::Schedule).unwrap();
-    let running = runs::create_run(&conn, rule, RunTrigger::Manual).unwrap();
-    runs::mark_running(&conn, running, chrono::Utc::now().naive_utc()).unwrap();
+    // Ours: this process is alive.
+    let mine = runs::create_run(&conn, rule, RunTrigger::Schedule).unwrap();
+    // Another process, alive: it holds its lock file (util-linux `flock`, the same lock).
+    let db = store.path().to_path_buf();
+    let owners = std::path::PathBuf::from(format!("{}.owners", db.display()));
+    std::fs::create_dir_all(&owners).unwrap();
+    let other = "4242.abc";
+    // `-o`: the lock stays with flock itself, not with the command it waits for.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(owners.join(other))
+        // `cat` ends when its input closes, so nothing outlives the test.
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux flock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !am_sql::owner::is_alive(&db, other) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let theirs = run_owned_by(&conn, rule, Some(other), true);
+    // Gone: a process whose lock file nobody holds, and a run from before owners existed.
+    let gone = run_owned_by(&conn, rule, Some("4343.def"), true);
+    let legacy = run_owned_by(&conn, rule, None, false);
     let done = runs::create_run(&conn, rule, RunTrigger::Cli).unwrap();
     runs::mark_failed(&conn, done, "earlier").unwrap();
 
-    assert_eq!(runs::fail_abandoned_runs(&conn).unwrap(), 2);
-    for id in [queued, running] {
-        let r = runs::get_run(&conn, id).unwrap();
-        assert_eq!(r.status, RunStatus::Failed);
-        assert_eq!(r.error.as_deref(), Some(ABANDONED));
-    }
+    // Whoever opens the database next sees them for what they are.
+    let _reopened = Store::open(&db).unwrap();
     assert_eq!(
-        runs::get_run(&conn, done).unwrap().error.as_deref(),
-        Some("earlier")
+        status_and_error(&conn, gone),
+        (
+            RunStatus::Failed,
+            Some(
+                "abandoned: the process that ran it (pid 4343) ended before recording how it ended"
+                    .into()
+            )
+        )
     );
-    assert!(runs::active_run_for(&conn, rule).unwrap().is_none());
+    assert_eq!(
+        status_and_error(&conn, legacy),
+        (
+            RunStatus::Failed,
+            Some("abandoned: the process that ran it ended before recording how it ended".into())
+        )
+    );
+    assert_eq!(status_and_error(&conn, mine), (RunStatus::Queued, None));
+    assert_eq!(status_and_error(&conn, theirs), (RunStatus::Running, None));
+    assert_eq!(
+        status_and_error(&conn, done),
+        (RunStatus::Failed, Some("earlier".into()))
+    );
+
+    // The other process dies (as with kill -9): the next read of its run says so.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    drop(holder.stdin.take());
+    let run = store.run(theirs).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error.as_deref(),
+        Some("abandoned: the process that ran it (pid 4242) ended before recording how it ended")
+    );
+    assert!(
+        !owners.join(other).exists(),
+        "the dead owner's file is removed"
+    );
+    assert_eq!(store.run(mine).unwrap().status, RunStatus::Queued);
 }
 
 #[test]
@@ -809,4 +883,30 @@ fn the_largest_rule_allowed_refreshes_and_previews() {
     store.preview(&spec, None, None).unwrap();
     store.preview(&spec, Some(id), None).unwrap();
     store.explain(on_it).unwrap();
+}
+
+#[test]
+fn run_times_keep_milliseconds_so_short_runs_have_a_true_duration() {
+    let (_dir, store) = temp_store();
+    let conn = store.connection().unwrap();
+    let rule = store.create_rule_json(&tier_rule("R", 1)).unwrap();
+    let run = runs::create_run(&conn, rule, RunTrigger::Api).unwrap();
+    runs::mark_running(&conn, run, chrono::Utc::now().naive_utc()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    runs::mark_succeeded(&conn, run, 1, 1, 0).unwrap();
+    let done = runs::get_run(&conn, run).unwrap();
+    let took = done.finished_at.unwrap() - done.started_at.unwrap();
+    assert!(
+        took >= chrono::Duration::milliseconds(30) && took < chrono::Duration::seconds(1),
+        "{took}"
+    );
+    // Stored in a form SQLite's date functions read.
+    let valid: bool = conn
+        .query_row(
+            "SELECT julianday(finished_at) IS NOT NULL FROM refresh_runs WHERE id = ?1",
+            [run],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(valid);
 }
