@@ -2,10 +2,14 @@
 //! transactions with realistic categories, merchants, amounts and dates.
 //!
 //! The same options always give the same rows (ChaCha8 seeded from `seed`, one stream for
-//! users and one for transactions). Rows are streamed with prepared statements in large
-//! transactions. Transactions are written user by user, each user's in time order, so the
-//! `(user_id, transaction_date, amount)` indexes only grow at their right edge; the
-//! data-version triggers are dropped for the load and put back afterwards with one bump.
+//! users and one for transactions). Rows are streamed with prepared statements. Transactions
+//! are written user by user, each user's in time order, so the
+//! `(user_id, transaction_date, amount)` indexes only grow at their right edge.
+//!
+//! The whole load is one database transaction, so it is all or nothing: a load that fails
+//! (a full disk) or is killed leaves the data tables as they were. The data-version triggers
+//! are dropped inside that transaction and put back at its end with one bump, so no outcome
+//! leaves the database without change tracking.
 
 use std::time::{Duration, Instant};
 
@@ -115,8 +119,7 @@ pub struct GenerateReport {
     pub elapsed: Duration,
 }
 
-/// Rows per transaction: large enough that commits cost nothing, small enough that the WAL
-/// checkpoints keep it bounded.
+/// Rows between progress reports.
 const BATCH: u64 = 100_000;
 
 /// Share of users who never transact, in per mille.
@@ -322,43 +325,43 @@ pub fn generate(
         }
     }
 
-    let triggers = db::data_table_objects(conn, "trigger")?;
-    {
-        let tx = conn.transaction()?;
-        db::drop_objects(&tx, "trigger", &triggers)?;
-        tx.commit()?;
-    }
+    // One transaction for everything: the trigger drop, the rows and the trigger restore
+    // commit together or not at all.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let triggers = db::tracking_triggers();
+    db::drop_objects(&tx, "trigger", &triggers)?;
     // A bigger page cache for the load (per connection, reset below).
-    conn.execute_batch("PRAGMA cache_size = -262144")?;
-    let loaded = load(conn, options, progress);
-    // Put the schema back whatever happened, then report the first failure.
-    let restored = restore(conn, &triggers);
+    tx.execute_batch("PRAGMA cache_size = -262144")?;
+    let loaded = load(&tx, options, progress).and_then(|report| {
+        db::create_objects(&tx, &triggers)?;
+        db::bump_data_version(&tx)?;
+        Ok(report)
+    });
+    let result = loaded.and_then(|report| {
+        progress.begin("commit", None);
+        tx.commit()?;
+        progress.finish("committed");
+        Ok(report)
+    });
+    // On an error the transaction rolled back when dropped, the triggers with it.
     conn.execute_batch("PRAGMA cache_size = -2000")?;
-    let mut report = loaded?;
-    restored?;
+    let mut report = result?;
+    // The load's pages went through the WAL; fold them into the file now rather than leave
+    // a WAL as big as the data behind.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-fn restore(conn: &mut Connection, triggers: &[(String, String)]) -> Result<()> {
-    let tx = conn.transaction()?;
-    db::create_objects(&tx, triggers)?;
-    db::bump_data_version(&tx)?;
-    tx.commit()?;
-    Ok(())
-}
-
 fn load(
-    conn: &mut Connection,
+    conn: &Connection,
     options: &GenerateOptions,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
     if options.replace {
-        let tx = conn.transaction()?;
         for table in DATA_TABLES.iter().rev() {
-            tx.execute_batch(&format!("DELETE FROM {table}"))?;
+            conn.execute_batch(&format!("DELETE FROM {table}"))?;
         }
-        tx.commit()?;
     }
 
     let days = i64::from(options.days);
@@ -382,9 +385,8 @@ fn load(
     let mut next_user = 1u64;
     while next_user <= options.users {
         let last = (next_user + BATCH - 1).min(options.users);
-        let tx = conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO users (user_id, name, email, city_tier, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -437,7 +439,6 @@ fn load(
                 ])?;
             }
         }
-        tx.commit()?;
         progress.advance(last + 1 - next_user);
         next_user = last + 1;
     }
@@ -480,15 +481,14 @@ fn load(
     let mut user = 0usize;
     let mut written = 0u64;
     while user < per_user.len() {
-        let tx = conn.transaction()?;
         let batch_start = written;
         {
-            let mut card = tx.prepare_cached(
+            let mut card = conn.prepare_cached(
                 "INSERT INTO credit_card_transactions
                      (transaction_id, user_id, amount, merchant, category, transaction_date)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            let mut upi = tx.prepare_cached(
+            let mut upi = conn.prepare_cached(
                 "INSERT INTO upi_transactions
                      (transaction_id, user_id, amount, description, category, transaction_date)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -542,7 +542,6 @@ fn load(
                 }
             }
         }
-        tx.commit()?;
         progress.advance(written - batch_start);
     }
     progress.finish("transactions generated");

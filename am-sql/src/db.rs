@@ -20,6 +20,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/01_schema.sql")),
     M::up(include_str!("../migrations/02_indexes.sql")),
+    M::up(include_str!("../migrations/03_run_owners.sql")),
 ];
 
 /// The schema version this program writes (`PRAGMA user_version`).
@@ -41,7 +42,76 @@ pub fn open(path: &Path) -> Result<Connection> {
     check_ours(&conn, path)?;
     configure(&conn, path)?;
     Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+    repair_change_tracking(&mut conn)?;
+    // Best effort: a database that cannot be written is still opened for reading.
+    match crate::runs::fail_abandoned_runs(&conn) {
+        Ok(0) => {}
+        Ok(abandoned) => {
+            tracing::warn!(
+                abandoned,
+                "failed runs whose process ended before they finished"
+            );
+        }
+        Err(e) => tracing::debug!("could not fail abandoned runs: {e}"),
+    }
     Ok(conn)
+}
+
+/// The operations the change-tracking triggers watch on each data table.
+const TRACKED: [&str; 3] = ["INSERT", "UPDATE", "DELETE"];
+
+/// The names and DDL of the triggers that bump `data_version` on every write to the data
+/// tables (the schema's first migration created exactly these).
+pub(crate) fn tracking_triggers() -> Vec<(String, String)> {
+    DATA_TABLES
+        .iter()
+        .flat_map(|table| {
+            TRACKED.iter().map(move |op| {
+                let name = format!("{table}_data_version_{}", op.to_ascii_lowercase());
+                let sql = format!(
+                    "CREATE TRIGGER {name} AFTER {op} ON {table}\n\
+                     BEGIN UPDATE data_version SET version = version + 1 WHERE id = 1; END;"
+                );
+                (name, sql)
+            })
+        })
+        .collect()
+}
+
+/// Puts back the change-tracking triggers if any is missing (an interrupted load of an older
+/// version dropped them for good, or someone dropped one by hand), and counts that as a data
+/// change: writes made while they were missing went unseen, so every segment is stale.
+/// Returns whether it repaired anything.
+pub fn repair_change_tracking(conn: &mut Connection) -> Result<bool> {
+    let triggers = tracking_triggers();
+    let present = |conn: &Connection| -> Result<usize> {
+        let mut n = 0;
+        for (name, _) in &triggers {
+            let found: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?;
+            n += usize::from(found);
+        }
+        Ok(n)
+    };
+    if present(conn)? == triggers.len() {
+        return Ok(false);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Checked again under the write lock: another process may have repaired it meanwhile.
+    if present(&tx)? == triggers.len() {
+        return Ok(false);
+    }
+    for (name, sql) in &triggers {
+        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {name}"))?;
+        tx.execute_batch(sql)?;
+    }
+    bump_data_version(&tx)?;
+    tx.commit()?;
+    tracing::warn!("the data-change triggers were missing and have been put back");
+    Ok(true)
 }
 
 /// Opens an existing, already migrated database without touching its schema: the cheap
@@ -119,17 +189,23 @@ pub(crate) fn bump_data_version(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The current time as stored in our tables: UTC `YYYY-MM-DD HH:MM:SS`.
+/// How our own tables (runs, catalog, rules) store times: UTC `YYYY-MM-DD HH:MM:SS.fff`,
+/// milliseconds included so a run's duration can be read from its times. SQLite's date
+/// functions read this form; the data tables keep the contract's whole seconds.
+pub(crate) const STAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+
+/// The current time as stored in our tables (see [`STAMP_FORMAT`]).
 pub(crate) fn now_text() -> String {
     chrono::Utc::now()
         .naive_utc()
-        .format(am_core::expr::TIMESTAMP_FORMAT)
+        .format(STAMP_FORMAT)
         .to_string()
 }
 
-/// Parses a timestamp we stored (`YYYY-MM-DD HH:MM:SS`, UTC).
+/// Parses a timestamp we stored: UTC `YYYY-MM-DD HH:MM:SS`, with or without a fraction of a
+/// second (older versions stored whole seconds).
 pub(crate) fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    chrono::NaiveDateTime::parse_from_str(text, am_core::expr::TIMESTAMP_FORMAT)
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .map(|t| t.and_utc())
         .map_err(|e| Error::Database(format!("stored timestamp {text:?} is malformed: {e}")))
 }

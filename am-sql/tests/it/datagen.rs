@@ -247,3 +247,75 @@ fn options_out_of_range_are_refused_before_anything_is_written() {
     o.replace = true;
     o.validate().unwrap();
 }
+
+fn tracking_triggers(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%data_version%'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn data_version(conn: &Connection) -> i64 {
+    conn.query_row("SELECT version FROM data_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_load_that_fails_midway_changes_nothing_and_keeps_change_tracking() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("am.db")).unwrap();
+    let mut conn = store.connection().unwrap();
+    let version = data_version(&conn);
+    // A full disk, as SQLite sees one: the file may not grow past its current size plus a few
+    // pages, so the load fails part way.
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 20))
+        .unwrap();
+    let mut big = options(1);
+    big.users = 5_000;
+    big.transactions = 50_000;
+    let err = generate(&mut conn, &big, &NoProgress).unwrap_err();
+    assert!(
+        err.to_string().contains("full"),
+        "the error says the disk is full: {err}"
+    );
+    conn.execute_batch("PRAGMA max_page_count = 1073741823")
+        .unwrap();
+    assert_eq!(tracking_triggers(&conn), 9, "the triggers are all there");
+    assert!(dump(&conn).is_empty(), "nothing was loaded");
+    assert_eq!(data_version(&conn), version);
+    // And an ETL write still counts.
+    conn.execute("INSERT INTO users (user_id) VALUES (1)", [])
+        .unwrap();
+    assert_eq!(data_version(&conn), version + 1);
+}
+
+#[test]
+fn opening_puts_lost_change_tracking_back_and_counts_it_as_a_data_change() {
+    let (dir, conn) = generated(3);
+    // What an interrupted load of an older version left behind.
+    for table in ["users", "credit_card_transactions", "upi_transactions"] {
+        for op in ["insert", "update", "delete"] {
+            conn.execute_batch(&format!("DROP TRIGGER {table}_data_version_{op}"))
+                .unwrap();
+        }
+    }
+    let version = data_version(&conn);
+    let _store = Store::open(dir.path().join("am.db")).unwrap();
+    assert_eq!(tracking_triggers(&conn), 9);
+    assert_eq!(
+        data_version(&conn),
+        version + 1,
+        "segments built before are stale"
+    );
+    conn.execute("DELETE FROM upi_transactions WHERE transaction_id = 1", [])
+        .unwrap();
+    assert_eq!(data_version(&conn), version + 2);
+    // Opening again finds nothing to repair.
+    let _again = Store::open(dir.path().join("am.db")).unwrap();
+    assert_eq!(data_version(&conn), version + 2);
+}
