@@ -114,6 +114,13 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok
 pub struct RefreshReport {
     pub as_of: Timestamp,
     pub nodes: Vec<NodeOutcome>,
+    /// Computing the aggregates the rules share, before any segment is built; each node's
+    /// `duration` is its own build and swap only.
+    #[serde(rename = "aggregates_ms", serialize_with = "millis")]
+    pub aggregates: Duration,
+    /// The whole refresh: runs, shared aggregates and every segment.
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
 }
 
 impl RefreshReport {
@@ -201,6 +208,63 @@ pub fn refresh_plan(
     as_of: Timestamp,
     progress: &dyn Progress,
 ) -> Result<RefreshReport> {
+    let mut book = RunBook::default();
+    book.open
+        .extend(request.runs.values().map(|&run| (run, None)));
+    let result = refresh_nodes(
+        conn, plan, selected, rules, request, targets, as_of, progress, &mut book,
+    );
+    if let Err(e) = &result {
+        // Every run ends: those this refresh could not finish record why.
+        book.fail_open(conn, &e.to_string());
+    }
+    result
+}
+
+/// The runs of one refresh that have not ended yet, each with its own error once known.
+#[derive(Debug, Default)]
+struct RunBook {
+    open: BTreeMap<RunId, Option<String>>,
+}
+
+impl RunBook {
+    /// Fails every run still open, with its own error or else with the refresh's `error`. A
+    /// busy database is waited for a few times over; if it stays unwritable the runs stay
+    /// active until this process ends, and the next process to open the database fails them
+    /// as abandoned.
+    fn fail_open(&mut self, conn: &Connection, error: &str) {
+        const ATTEMPTS: u32 = 4;
+        for (run, own) in std::mem::take(&mut self.open) {
+            let message = own.unwrap_or_else(|| format!("the refresh stopped: {error}"));
+            for attempt in 1..=ATTEMPTS {
+                match runs::mark_failed(conn, run, &message) {
+                    // Conflict: it ended meanwhile (failed as abandoned, say).
+                    Ok(()) | Err(crate::Error::Conflict(_) | crate::Error::NotFound { .. }) => {
+                        break;
+                    }
+                    Err(e) if attempt == ATTEMPTS => {
+                        tracing::error!(run, "could not record that the run failed: {e}");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refresh_nodes(
+    conn: &mut Connection,
+    plan: &Plan,
+    selected: &BTreeSet<RuleId>,
+    rules: &BTreeMap<RuleId, EngineRule>,
+    request: &RefreshRequest,
+    targets: &BTreeSet<RuleId>,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+    book: &mut RunBook,
+) -> Result<RefreshReport> {
+    let began = Instant::now();
     let nodes: Vec<&PlanNode> = plan
         .nodes
         .iter()
@@ -221,6 +285,7 @@ pub fn refresh_plan(
                 runs::create_run(conn, id, trigger)?
             }
         };
+        book.open.insert(run, None);
         runs::mark_running(conn, run, as_of)?;
         run_ids.insert(id, run);
     }
@@ -257,6 +322,7 @@ pub fn refresh_plan(
         as_of,
     );
     let restore = read_faster(conn);
+    let aggregates_began = Instant::now();
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
     if shared.is_ok()
@@ -269,6 +335,7 @@ pub fn refresh_plan(
         layout.users_table = None;
     }
     progress.finish("aggregates ready");
+    let aggregates = aggregates_began.elapsed();
 
     // What set sizes are compared with; without it every node is evaluated as planned.
     let users: Option<i64> = conn
@@ -301,9 +368,10 @@ pub fn refresh_plan(
             (Err(e), None) => Err(Fail(format!("computing aggregates failed: {e}"))),
             (Ok(()), None) => refresh_node(
                 conn,
+                plan,
                 node,
                 &evaluation,
-                rules.get(&id),
+                rules,
                 &layout,
                 as_of,
                 data_version,
@@ -313,6 +381,9 @@ pub fn refresh_plan(
             )
             .map_err(|e| Fail(e.to_string())),
         };
+        if let Some(run) = run {
+            book.open.remove(&run);
+        }
         let outcome = match result {
             Ok(counts) => NodeOutcome {
                 rule_id: id,
@@ -332,8 +403,12 @@ pub fn refresh_plan(
                     Skip(m) => (NodeStatus::Skipped, m),
                     Fail(m) => (NodeStatus::Failed, m),
                 };
-                if let Some(run) = run {
-                    runs::mark_failed(conn, run, &message)?;
+                if let Some(run) = run
+                    && let Err(e) = runs::mark_failed(conn, run, &message)
+                {
+                    // Left to the run book, with this node's own error.
+                    book.open.insert(run, Some(message));
+                    return Err(e);
                 }
                 NodeOutcome {
                     rule_id: id,
@@ -358,6 +433,8 @@ pub fn refresh_plan(
     Ok(RefreshReport {
         as_of,
         nodes: outcomes,
+        aggregates,
+        elapsed: began.elapsed(),
     })
 }
 
@@ -458,9 +535,10 @@ fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
 #[allow(clippy::too_many_arguments)]
 fn refresh_node(
     conn: &mut Connection,
+    plan: &Plan,
     node: &PlanNode,
     evaluation: &Evaluation,
-    rule: Option<&EngineRule>,
+    rules: &BTreeMap<RuleId, EngineRule>,
     layout: &AggregateLayout,
     as_of: Timestamp,
     data_version: i64,
@@ -479,8 +557,21 @@ fn refresh_node(
         aggregates: Aggregates::Standalone,
         base_first: false,
     };
-    let sql_query = Sqlite.inline(&render_set(&evaluation.compute, &standalone));
-    let (name, description, version) = match rule {
+    // Self-contained: the segments it read are replaced by their rules' definitions, so it
+    // reads only the data tables and returns these members for as long as the data are
+    // unchanged, whatever later refreshes do to those segments.
+    let definition = |id: RuleId| {
+        plan.nodes
+            .iter()
+            .find(|n| n.rule_id == id)
+            .map(|n| n.compute.clone())
+            .or_else(|| rule_definition(rules)(id))
+    };
+    let sql_query = Sqlite.inline(&render_set(
+        &inline_segments(&evaluation.compute, &definition, 0),
+        &standalone,
+    ));
+    let (name, description, version) = match rules.get(&id) {
         Some(r) => (r.name.clone(), r.description.clone(), r.version),
         None => (node.rule_name.clone(), None, 0),
     };
@@ -654,16 +745,22 @@ pub(crate) fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner
     Ok(Planner::new(inputs, PlanOptions { reuse: true })?)
 }
 
-/// A set expression with every segment replaced by its rule's own definition, recursively:
-/// self-contained, and exact whatever the state of the stored segments. `depth` counts the
-/// segments inlined on the way here.
-fn inline_segments(s: &SetExpr, rules: &BTreeMap<RuleId, EngineRule>, depth: usize) -> SetExpr {
-    let go = |x: &SetExpr| inline_segments(x, rules, depth);
+/// A set expression with every segment replaced by how that segment is defined, recursively:
+/// self-contained, and exact whatever the state of the stored segments. `definition` gives a
+/// segment's set expression (its plan node's, or its rule's); `depth` counts the segments
+/// inlined on the way here.
+fn inline_segments(
+    s: &SetExpr,
+    definition: &dyn Fn(RuleId) -> Option<SetExpr>,
+    depth: usize,
+) -> SetExpr {
+    // Dependencies are acyclic (the planner checked), so a chain of segments is shorter than
+    // the rule set; the depth bound is a guard only.
+    const MAX_DEPTH: usize = 10_000;
+    let go = |x: &SetExpr| inline_segments(x, definition, depth);
     match s {
-        // Dependencies are acyclic (the planner checked), so a chain of segments is shorter
-        // than the rule set; the depth bound is a guard only.
-        SetExpr::Segment(id) if depth <= rules.len() => match rules.get(id) {
-            Some(r) => inline_segments(&rule_set_expr(&r.rule), rules, depth + 1),
+        SetExpr::Segment(id) if depth <= MAX_DEPTH => match definition(*id) {
+            Some(d) => inline_segments(&d, definition, depth + 1),
             None => s.clone(),
         },
         SetExpr::AllUsers | SetExpr::Segment(_) => s.clone(),
@@ -676,10 +773,35 @@ fn inline_segments(s: &SetExpr, rules: &BTreeMap<RuleId, EngineRule>, depth: usi
     }
 }
 
+/// A segment's definition by its rule.
+fn rule_definition(rules: &BTreeMap<RuleId, EngineRule>) -> impl Fn(RuleId) -> Option<SetExpr> {
+    |id| rules.get(&id).map(|r| rule_set_expr(&r.rule))
+}
+
 impl Store {
     /// Refreshes rules (contract section 2): the targets in plan order, each after whatever
     /// it is built from that is not fresh, with one run per rule refreshed.
     pub fn refresh(
+        &self,
+        request: &RefreshRequest,
+        progress: &dyn Progress,
+    ) -> Result<RefreshReport> {
+        let result = self.refresh_unchecked(request, progress);
+        if let Err(e) = &result
+            && !request.runs.is_empty()
+        {
+            // The runs the caller queued end even when the refresh could not start.
+            let mut book = RunBook::default();
+            book.open
+                .extend(request.runs.values().map(|&run| (run, None)));
+            if let Ok(conn) = self.connection() {
+                book.fail_open(&conn, &e.to_string());
+            }
+        }
+        result
+    }
+
+    fn refresh_unchecked(
         &self,
         request: &RefreshRequest,
         progress: &dyn Progress,
@@ -766,7 +888,7 @@ impl Store {
             .iter()
             .find(|n| n.rule_id == id)
             .and_then(|n| n.reuse.clone());
-        let compute = inline_segments(&rule_set_expr(&checked), &rules, 0);
+        let compute = inline_segments(&rule_set_expr(&checked), &rule_definition(&rules), 0);
         let as_of = as_of.unwrap_or_else(now_as_of);
         let ctx = RenderContext {
             as_of,

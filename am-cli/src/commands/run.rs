@@ -155,6 +155,13 @@ pub fn report_text(report: &RefreshReport) -> String {
             not.join(", ")
         ));
     }
+    if total > 0 {
+        out.push_str(&format!(
+            "took {}: {} for the aggregates the rules share, then each segment's own build and swap (TIME)\n",
+            output::duration(report.elapsed),
+            output::duration(report.aggregates),
+        ));
+    }
     out
 }
 
@@ -221,10 +228,12 @@ mod tests {
                     Some("upstream rule #2 failed".into()),
                 ),
             ],
+            aggregates: std::time::Duration::from_millis(300),
+            elapsed: std::time::Duration::from_millis(340),
         };
         let text = report_text(&report);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 7, "{text}");
+        assert_eq!(lines.len(), 8, "{text}");
         let error = lines[4];
         assert!(error.starts_with("#2 Rule 2: no such column: x in SELECT \"user_id\", "));
         assert!(error.ends_with('…'), "{error}");
@@ -234,12 +243,16 @@ mod tests {
             lines[6],
             "refreshed 1 of 3 segments as of 2025-06-30 12:00:00 UTC; 1 failed, 1 skipped"
         );
+        assert_eq!(
+            lines[7],
+            "took 340ms: 300ms for the aggregates the rules share, then each segment's own build and swap (TIME)"
+        );
 
         let all = RefreshReport {
             nodes: vec![node(1, NodeStatus::Succeeded, None)],
             ..report
         };
-        assert!(report_text(&all).ends_with("refreshed 1 segment as of 2025-06-30 12:00:00 UTC\n"));
+        assert!(report_text(&all).contains("refreshed 1 segment as of 2025-06-30 12:00:00 UTC\n"));
     }
 
     #[test]

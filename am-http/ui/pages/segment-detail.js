@@ -104,7 +104,7 @@ function took(run) {
   const a = Date.parse(normal(run.started_at)), b = Date.parse(normal(run.finished_at));
   if (!Number.isFinite(a) || !Number.isFinite(b)) return '—';
   const ms = b - a;
-  return ms < 1000 ? '< 1 s' : `${(ms / 1000).toFixed(1)} s`;
+  return ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function normal(s) {

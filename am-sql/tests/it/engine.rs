@@ -774,8 +774,8 @@ fn store_refresh_plans_reuses_and_skips_fresh_segments() {
         .unwrap();
     assert_eq!(catalog.reused_from, vec![over_100]);
     assert!(
-        catalog.sql_query.contains("segment_output_"),
-        "{}",
+        !catalog.sql_query.contains("segment_output_"),
+        "the stored query reads only the data tables: {}",
         catalog.sql_query
     );
 
@@ -1077,4 +1077,124 @@ fn preview_of_an_edited_rule_replaces_its_saved_version() {
     assert_eq!(stored.version, 1);
     assert_eq!(stored.spec.rule_name, "over 1000");
     assert_eq!(store.all_rules().unwrap().len(), 2);
+}
+
+#[test]
+fn a_stored_query_reads_no_segment_and_outlives_refreshes_of_what_it_was_built_from() {
+    let db = money_db();
+    let store = &db.store;
+    let (over_100, over_1000) = looser_and_stricter(store);
+    let mut diff = spec("over 100 not 1000", serde_json::Value::Null);
+    diff.depends_on = vec![over_100, over_1000];
+    diff.operation = Some("DIFFERENCE".into());
+    let diff = store.create_rule(&diff).unwrap();
+    assert!(refresh(store, RefreshTargets::All).succeeded());
+    let before = members(&db.conn, diff);
+    assert_eq!(replay(&db.conn, diff), before);
+
+    // The upstream rule changes and only it is refreshed: its segment moves on, the child's
+    // stored query still returns the child's members.
+    let mut edited = spec(
+        "over 1000",
+        serde_json::json!([{"field": "total_spend", "operator": ">", "value": 5}]),
+    );
+    edited.description = Some("edited".into());
+    store.update_rule(over_1000, &edited).unwrap();
+    let report = refresh(store, RefreshTargets::Rules(vec![over_1000]));
+    assert_eq!(refreshed(&report), vec![over_1000]);
+    assert_ne!(
+        members(&db.conn, over_1000),
+        ids(&[2]),
+        "the upstream segment changed"
+    );
+    let child = am_sql::catalog::segment_for_rule(&db.conn, diff)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !child.sql_query.contains("segment_output_"),
+        "{}",
+        child.sql_query
+    );
+    assert_eq!(replay(&db.conn, diff), before);
+}
+
+/// Takes the database's write lock from another connection when the refresh starts building
+/// segments, and holds it for `hold`.
+struct LockAtSegments {
+    path: std::path::PathBuf,
+    hold: std::time::Duration,
+    holder: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl am_sql::Progress for LockAtSegments {
+    fn begin(&self, label: &str, _total: Option<u64>) {
+        if label != "segments" {
+            return;
+        }
+        let (path, hold) = (self.path.clone(), self.hold);
+        let (locked, wait) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(hold);
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        wait.recv().unwrap();
+        *self.holder.lock().unwrap() = Some(holder);
+    }
+    fn advance(&self, _n: u64) {}
+    fn finish(&self, _message: &str) {}
+}
+
+#[test]
+fn every_run_ends_with_its_error_when_the_database_stays_locked() {
+    let db = money_db();
+    let store = &db.store;
+    let (a, b) = looser_and_stricter(store);
+    // Longer than a swap's wait for the lock and the wait to record the failure after it.
+    let locker = LockAtSegments {
+        path: store.path().to_path_buf(),
+        hold: std::time::Duration::from_millis(11_500),
+        holder: std::sync::Mutex::new(None),
+    };
+    let mut request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+    request.as_of = Some(ts(AS_OF));
+    let result = store.refresh(&request, &locker);
+    locker
+        .holder
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        matches!(result, Err(am_sql::Error::Busy)),
+        "the refresh reports the lock: {result:?}"
+    );
+    let runs = store
+        .list_runs(&am_sql::runs::RunFilter::default())
+        .unwrap();
+    let mut seen: Vec<(Option<RuleId>, am_sql::runs::RunStatus, Option<String>)> = runs
+        .into_iter()
+        .map(|r| (r.rule_id, r.status, r.error))
+        .collect();
+    seen.sort_by_key(|r| r.0);
+    let busy = "the database is busy (another process is writing); try again";
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Some(a),
+                am_sql::runs::RunStatus::Failed,
+                Some(busy.to_string())
+            ),
+            (
+                Some(b),
+                am_sql::runs::RunStatus::Failed,
+                Some(format!("the refresh stopped: {busy}"))
+            ),
+        ]
+    );
 }
