@@ -551,7 +551,7 @@ pub fn arb_rule_spec_json() -> BoxedStrategy<Json> {
             xs.extend(tx);
             Json::Array(xs)
         });
-    let conditions = prop_oneof![4 => flat, 3 => arb_condition_json(), 1 => Just(Json::Null)];
+    let conditions = prop_oneof![4 => flat, 3 => arb_condition_json(), 1 => Just(json!([]))];
     let schedule = select(vec![
         Json::Null,
         json!("0 0 * * *"),

@@ -38,10 +38,51 @@ pub const MAX_VALUES: usize = 10_000;
 /// The most rules one rule may depend on.
 pub const MAX_DEPENDENCIES: usize = 100;
 
+/// The keys a rule may have (contract section 2).
+pub const RULE_KEYS: &[&str] = &[
+    "rule_name",
+    "description",
+    "conditions",
+    "schedule",
+    "start_date",
+    "end_date",
+    "depends_on",
+    "operation",
+];
+
+/// The keys the platform adds when it shows a rule (the API's rule view, `am rules show
+/// --json`). They are accepted and ignored, so a rule read back can be sent again as is;
+/// any other key is rejected.
+pub const VIEW_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "version",
+    "schedule_description",
+    "next_run_at",
+    "last_run",
+    "segment_id",
+    "segment",
+    "reuses",
+];
+
+/// Looks up a rule by name, for `depends_on` entries that name a rule instead of giving its
+/// id: the rule's id, or why there is none (the message of the problem reported).
+pub type NameLookup<'a> = &'a mut dyn FnMut(&str) -> Result<RuleId, String>;
+
 /// Reads a rule from JSON, reporting every key of the wrong JSON type with its path (where
-/// serde would stop at the first). Keys the rule does not define (`id`, `created_at`, ...) are
-/// ignored, so a rule read back from the API can be sent again as is.
+/// serde would stop at the first) and every key a rule does not have, with the key it most
+/// resembles. `depends_on` holds rule ids.
 pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
+    parse_rule_with(value, None)
+}
+
+/// [`parse_rule`], where `depends_on` may also name rules: `names` turns each name into an
+/// id, and a name it cannot find is a problem at its path, reported with all the others.
+pub fn parse_rule_with(
+    value: &Json,
+    mut names: Option<NameLookup<'_>>,
+) -> Result<RuleSpec, ValidationErrors> {
     let mut problems = Vec::new();
     let Some(obj) = value.as_object() else {
         return Err(ValidationErrors(vec![problem(
@@ -49,6 +90,19 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
             format!("expected a JSON object, got {}", describe(value)),
         )]));
     };
+    // Keys the unknown keys most resemble: what a problem about them follows from.
+    let mut meant: Vec<&str> = Vec::new();
+    for key in obj.keys() {
+        if RULE_KEYS.contains(&key.as_str()) || VIEW_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let closest = closest_key(key, RULE_KEYS);
+        meant.extend(closest);
+        problems.push(problem(
+            key,
+            unknown_key(closest, &format!("allowed: {}", RULE_KEYS.join(", "))),
+        ));
+    }
     let mut opt_string = |key: &str| -> Option<String> {
         match obj.get(key) {
             None | Some(Json::Null) => None,
@@ -70,7 +124,9 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
     let rule_name = match obj.get("rule_name") {
         Some(Json::String(s)) => s.trim().to_string(),
         None | Some(Json::Null) => {
-            problems.push(problem("rule_name", "is required"));
+            if !meant.contains(&"rule_name") {
+                problems.push(problem("rule_name", "is required"));
+            }
             String::new()
         }
         Some(other) => {
@@ -81,16 +137,30 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
             String::new()
         }
     };
+    let what = if names.is_some() {
+        "a rule id (an integer) or a rule name"
+    } else {
+        "a rule id (an integer)"
+    };
     let mut depends_on = Vec::new();
     match obj.get("depends_on") {
         None | Some(Json::Null) => {}
         Some(Json::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                match item.as_i64() {
-                    Some(id) => depends_on.push(id),
-                    None => problems.push(problem(
-                        &format!("depends_on[{i}]"),
-                        format!("expected a rule id (an integer), got {}", describe(item)),
+                let path = format!("depends_on[{i}]");
+                match (item, names.as_mut()) {
+                    (Json::Number(n), _) if n.as_i64().is_some() => {
+                        depends_on.extend(n.as_i64());
+                    }
+                    (Json::String(name), Some(lookup)) if !name.trim().is_empty() => {
+                        match lookup(name.trim()) {
+                            Ok(id) => depends_on.push(id),
+                            Err(why) => problems.push(problem(&path, why)),
+                        }
+                    }
+                    _ => problems.push(problem(
+                        &path,
+                        format!("expected {what}, got {}", describe(item)),
                     )),
                 }
             }
@@ -117,17 +187,63 @@ pub fn parse_rule(value: &Json) -> Result<RuleSpec, ValidationErrors> {
         return Ok(spec);
     }
     // Also report what the well-typed keys hold wrong, leaving out what follows from a
-    // badly typed key (it was read as absent).
+    // badly typed or misspelt key (it was read as absent).
     let mistyped: Vec<String> = problems.iter().map(|p| root_key(&p.path)).collect();
-    let bad_deps = mistyped.iter().any(|k| k == "depends_on");
+    let deps_unknown = mistyped.iter().any(|k| k == "depends_on") || meant.contains(&"depends_on");
     if let Err(ValidationErrors(more)) = check_rule(&spec) {
         let follows = |p: &Problem| {
-            mistyped.contains(&root_key(&p.path))
-                || bad_deps && p.path == "operation" && p.message.contains("depends_on is empty")
+            let root = root_key(&p.path);
+            mistyped.contains(&root)
+                || meant.contains(&root.as_str())
+                || deps_unknown && p.message.contains("depends_on is empty")
         };
         problems.extend(more.into_iter().filter(|p| !follows(p)));
     }
     Err(ValidationErrors(problems))
+}
+
+/// The message for an unknown key: the allowed key it most resembles, else `allowed` (what
+/// may be there).
+fn unknown_key(closest: Option<&str>, allowed: &str) -> String {
+    match closest {
+        Some(key) => format!("unknown key; did you mean {key}?"),
+        None => format!("unknown key; {allowed}"),
+    }
+}
+
+/// The allowed key a misspelt one most resembles: a different case, a few typos (one for
+/// short keys), or the start of the allowed key (`desc` for `description`).
+fn closest_key<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let key = key.to_lowercase();
+    allowed
+        .iter()
+        .map(|&a| (typos(&key, a), a))
+        .filter(|&(n, a)| {
+            let most = if a.len() <= 4 { 1 } else { 2 };
+            n <= most || key.chars().count() >= 4 && a.starts_with(key.as_str())
+        })
+        .min_by_key(|&(n, _)| n)
+        .map(|(_, a)| a)
+}
+
+/// Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`.
+fn typos(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Rows i-2, i-1 and i of the optimal string alignment table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut last, row);
+    }
+    last[b.len()]
 }
 
 /// The top-level key a problem path starts with (`depends_on` for `depends_on[1]`).
@@ -141,8 +257,21 @@ pub fn check_rule_json(value: &Json) -> Result<CheckedRule, ValidationErrors> {
 }
 
 /// Checks a rule, collecting every problem. Empty strings in `schedule`, `start_date`,
-/// `end_date` and `operation` count as absent, as forms send them.
+/// `end_date` and `operation` count as absent, as forms send them. A rule without
+/// dependencies needs conditions: every user is written `"conditions": []`, so that a
+/// misspelt or forgotten key never selects everyone.
 pub fn check_rule(spec: &RuleSpec) -> Result<CheckedRule, ValidationErrors> {
+    check(spec, true)
+}
+
+/// [`check_rule`] for a rule read from the database: a rule saved before conditions were
+/// required, with neither conditions nor dependencies, still means every user, so reading
+/// and refreshing the rules keeps working; writing it again needs the explicit form.
+pub fn check_stored_rule(spec: &RuleSpec) -> Result<CheckedRule, ValidationErrors> {
+    check(spec, false)
+}
+
+fn check(spec: &RuleSpec, require_conditions: bool) -> Result<CheckedRule, ValidationErrors> {
     let mut problems = Vec::new();
 
     let name = spec.rule_name.trim();
@@ -244,6 +373,17 @@ pub fn check_rule(spec: &RuleSpec) -> Result<CheckedRule, ValidationErrors> {
         problems.push(problem(
             "operation",
             "an operation needs dependencies, but depends_on is empty",
+        ));
+    }
+    // With an operation, the missing dependencies are the problem already reported.
+    if require_conditions
+        && spec.conditions.is_null()
+        && spec.depends_on.is_empty()
+        && !has_operation
+    {
+        problems.push(problem(
+            "conditions",
+            "is required when depends_on is empty; write \"conditions\": [] to select every user",
         ));
     }
     if operation == Some(Operation::Difference) && spec.depends_on.len() == 1 {
@@ -357,21 +497,30 @@ pub fn parse_time(s: &str) -> Result<TimeSpec, String> {
     })
 }
 
+/// Why a number is not an amount of money; each holds the number as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("expected an amount with at most 2 decimal places, got {0}")]
+    TooPrecise(String),
+    #[error("amount {0} is out of range")]
+    OutOfRange(String),
+}
+
 /// Converts a JSON number to cents exactly, from its decimal text: at most two decimal
 /// places. serde_json keeps a non-integer as the nearest `f64`, whose shortest text is the
 /// number as written for anything up to 15 significant digits, so no arithmetic on binary
 /// fractions is involved.
-pub fn money_from_json(n: &serde_json::Number) -> Result<Cents, String> {
+pub fn money_from_json(n: &serde_json::Number) -> Result<Cents, MoneyError> {
     if let Some(i) = n.as_i64() {
         return i
             .checked_mul(100)
-            .ok_or_else(|| format!("amount {n} is out of range"));
+            .ok_or_else(|| MoneyError::OutOfRange(n.to_string()));
     }
     decimal_to_cents(&n.to_string())
 }
 
-fn decimal_to_cents(text: &str) -> Result<Cents, String> {
-    let bad = || format!("expected an amount with at most 2 decimal places, got {text}");
+fn decimal_to_cents(text: &str) -> Result<Cents, MoneyError> {
+    let bad = || MoneyError::TooPrecise(text.to_string());
     let (mantissa, exp) = match text.find(['e', 'E']) {
         Some(i) => (&text[..i], text[i + 1..].parse::<i32>().map_err(|_| bad())?),
         None => (text, 0),
@@ -398,7 +547,7 @@ fn decimal_to_cents(text: &str) -> Result<Cents, String> {
     if shift < 0 {
         return Err(bad());
     }
-    let out_of_range = || format!("amount {text} is out of range");
+    let out_of_range = || MoneyError::OutOfRange(text.to_string());
     let mut v: i128 = digits.parse().map_err(|_| out_of_range())?;
     for _ in 0..shift {
         v = v.checked_mul(10).ok_or_else(out_of_range)?;
@@ -507,6 +656,16 @@ const ALL_OPERATORS: &[&str] = &[
 ];
 
 const PREDICATE_KEYS: &[&str] = &["field", "operator", "value", "where", "source", "window"];
+const GROUP_KEYS: &[&str] = &["all", "any", "not"];
+const WINDOW_KEYS: &[&str] = &["last_days", "start", "end"];
+
+/// Whether an object is a predicate (else a group): it has a `field`, or predicate keys and
+/// no group key, so `{"feild": .., "operator": ..}` is reported as a predicate's typo.
+fn is_predicate(obj: &Map<String, Json>) -> bool {
+    obj.contains_key("field")
+        || !GROUP_KEYS.iter().any(|k| obj.contains_key(*k))
+            && PREDICATE_KEYS.iter().any(|k| obj.contains_key(*k))
+}
 const SCOPE_KEYS: &[&str] = &["where", "source", "window"];
 
 fn all_fields_message() -> String {
@@ -634,7 +793,7 @@ impl Checker {
                 self.leave();
                 out
             }
-            Json::Object(obj) if obj.contains_key("field") => {
+            Json::Object(obj) if is_predicate(obj) => {
                 self.predicate(obj, path, Place::User, inherited)
             }
             Json::Object(obj) => {
@@ -763,13 +922,13 @@ impl Checker {
                 "any" => "any",
                 "not" => "not",
                 _ => {
-                    self.err(
-                        &format!("{path}.{k}"),
-                        format!(
-                            "unknown key {k:?}; a group has exactly one of \"all\", \"any\", \"not\", and a predicate has {}",
-                            PREDICATE_KEYS.join(", ")
-                        ),
+                    let allowed = format!(
+                        "a group has exactly one of \"all\", \"any\", \"not\", and a predicate has {}",
+                        PREDICATE_KEYS.join(", ")
                     );
+                    let closest =
+                        closest_key(k, GROUP_KEYS).or_else(|| closest_key(k, PREDICATE_KEYS));
+                    self.err(&format!("{path}.{k}"), unknown_key(closest, &allowed));
                     ok = false;
                     continue;
                 }
@@ -795,8 +954,8 @@ impl Checker {
 
     /// A condition inside `where`: transaction predicates combined by lists and groups.
     fn where_condition(&mut self, v: &Json, path: &str, source: Source) -> Option<Expr> {
-        let nests = matches!(v, Json::Array(_))
-            || matches!(v, Json::Object(obj) if !obj.contains_key("field"));
+        let nests =
+            matches!(v, Json::Array(_)) || matches!(v, Json::Object(obj) if !is_predicate(obj));
         if !nests {
             return self.where_inner(v, path, source);
         }
@@ -821,7 +980,7 @@ impl Checker {
                 }
                 ok.then_some(Expr::All(out))
             }
-            Json::Object(obj) if obj.contains_key("field") => self
+            Json::Object(obj) if is_predicate(obj) => self
                 .predicate(obj, path, Place::Where(source), &[])
                 .map(|(e, _)| e),
             Json::Object(obj) => {
@@ -875,15 +1034,13 @@ impl Checker {
     ) -> Option<(Expr, bool)> {
         self.count_predicate(obj, path);
         let mut ok = true;
+        let mut typos = Vec::new();
         for k in obj.keys() {
             if !PREDICATE_KEYS.contains(&k.as_str()) {
-                self.err(
-                    &format!("{path}.{k}"),
-                    format!(
-                        "unknown key {k:?}; a predicate has {}",
-                        PREDICATE_KEYS.join(", ")
-                    ),
-                );
+                let closest = closest_key(k, PREDICATE_KEYS);
+                typos.extend(closest);
+                let allowed = format!("a predicate has {}", PREDICATE_KEYS.join(", "));
+                self.err(&format!("{path}.{k}"), unknown_key(closest, &allowed));
                 ok = false;
             }
         }
@@ -899,14 +1056,15 @@ impl Checker {
                     None
                 }
             },
+            None if typos.contains(&"field") => None,
             other => {
-                let got = other.map_or("nothing".to_string(), describe);
+                let what = match other {
+                    Some(v) => format!("expected a field name (a string), got {}", describe(v)),
+                    None => "is required".to_string(),
+                };
                 self.err(
                     &field_path,
-                    format!(
-                        "expected a field name, got {got}; allowed: {}",
-                        all_fields_message()
-                    ),
+                    format!("{what}; allowed: {}", all_fields_message()),
                 );
                 None
             }
@@ -956,7 +1114,7 @@ impl Checker {
                 }
             }
         }
-        let test = field.and_then(|f| self.test(obj, path, f));
+        let test = field.and_then(|f| self.test(obj, path, f, &typos));
         let scope = if is_aggregate {
             self.scope(obj, path, inherited)
         } else {
@@ -989,12 +1147,13 @@ impl Checker {
             Some(Json::String(s)) if s == "credit_card" => Source::CreditCard,
             Some(Json::String(s)) if s == "upi" => Source::Upi,
             Some(other) => {
+                let what = match other {
+                    Json::String(s) => format!("unknown source {s:?}"),
+                    v => format!("expected a source (a string), got {}", describe(v)),
+                };
                 self.err(
                     &source_path,
-                    format!(
-                        "unknown source {}; allowed: all, credit_card, upi",
-                        describe(other)
-                    ),
+                    format!("{what}; allowed: all, credit_card, upi"),
                 );
                 ok = false;
                 Source::All
@@ -1061,10 +1220,13 @@ impl Checker {
         };
         let mut ok = true;
         for k in obj.keys() {
-            if !["last_days", "start", "end"].contains(&k.as_str()) {
+            if !WINDOW_KEYS.contains(&k.as_str()) {
                 self.err(
                     &format!("{path}.{k}"),
-                    format!("unknown key {k:?}; a window is {{\"last_days\": N}} or {{\"start\": .., \"end\": ..}}"),
+                    unknown_key(
+                        closest_key(k, WINDOW_KEYS),
+                        "a window is {\"last_days\": N} or {\"start\": .., \"end\": ..}",
+                    ),
                 );
                 ok = false;
             }
@@ -1129,7 +1291,15 @@ impl Checker {
     }
 
     /// The predicate's operator and value as a typed test for the field.
-    fn test(&mut self, obj: &Map<String, Json>, path: &str, field: Field) -> Option<Test> {
+    /// `typos` are the keys misspelt keys of the predicate resemble: missing, they were
+    /// reported already.
+    fn test(
+        &mut self,
+        obj: &Map<String, Json>,
+        path: &str,
+        field: Field,
+        typos: &[&str],
+    ) -> Option<Test> {
         let t = field.value_type();
         let allowed = operators_for(t);
         let op_path = format!("{path}.operator");
@@ -1147,15 +1317,17 @@ impl Checker {
                 return None;
             }
             other => {
-                let got = match other {
-                    Some(Json::String(s)) => format!("{s:?}"),
-                    Some(v) => describe(v),
-                    None => "nothing".into(),
+                let what = match other {
+                    // Missing after a misspelt key: that key's problem says it all.
+                    None if typos.contains(&"operator") => return None,
+                    None => "is required".to_string(),
+                    Some(Json::String(s)) => format!("unknown operator {s:?}"),
+                    Some(v) => format!("expected an operator (a string), got {}", describe(v)),
                 };
                 self.err(
                     &op_path,
                     format!(
-                        "unknown operator {got}; allowed for {field} ({}): {}",
+                        "{what}; allowed for {field} ({}): {}",
                         type_name(t),
                         allowed.join(", ")
                     ),
@@ -1180,6 +1352,9 @@ impl Checker {
             });
         }
         let Some(value) = value else {
+            if typos.contains(&"value") {
+                return None;
+            }
             self.err(
                 &value_path,
                 format!("{op} needs a value: {}", expected(field, op)),
@@ -1296,7 +1471,14 @@ impl Checker {
                 .ok_or_else(|| format!("{field} needs an integer, got {}", describe(v))),
             (ValueType::Money, Json::Number(n)) => money_from_json(n)
                 .map(|c| plain(Value::Money(c)))
-                .map_err(|e| format!("{field} needs an amount with at most 2 decimal places: {e}")),
+                .map_err(|e| match e {
+                    MoneyError::TooPrecise(text) => {
+                        format!("{field} needs an amount with at most 2 decimal places, got {text}")
+                    }
+                    MoneyError::OutOfRange(text) => {
+                        format!("amount {text} is out of range for {field}")
+                    }
+                }),
             (ValueType::Text, Json::String(s)) => Ok(plain(Value::Text(s.clone()))),
             (ValueType::Timestamp, Json::String(s)) => parse_time(s).map(|t| TypedValue {
                 start: Value::Time(t.start),
@@ -1413,11 +1595,10 @@ fn conjunction(mut parts: Vec<Expr>) -> Option<Expr> {
 mod tests {
     use super::*;
 
-    fn cents(s: &str) -> Result<Cents, String> {
-        let v: Json = serde_json::from_str(s).map_err(|e| e.to_string())?;
-        match v {
-            Json::Number(n) => money_from_json(&n),
-            _ => Err("not a number".into()),
+    fn cents(s: &str) -> Result<Cents, MoneyError> {
+        match serde_json::from_str(s) {
+            Ok(Json::Number(n)) => money_from_json(&n),
+            _ => panic!("not a number: {s}"),
         }
     }
 

@@ -37,9 +37,11 @@ pub struct StoredRule {
 }
 
 impl StoredRule {
-    /// The rule checked into its typed form (what the planner and the engine use).
+    /// The rule checked into its typed form (what the planner and the engine use). A rule
+    /// saved without conditions or dependencies before conditions were required still
+    /// reads, as every user ([`am_core::validate::check_stored_rule`]).
     pub fn checked(&self) -> Result<CheckedRule> {
-        Ok(am_core::validate::check_rule(&self.spec)?)
+        Ok(am_core::validate::check_stored_rule(&self.spec)?)
     }
 }
 

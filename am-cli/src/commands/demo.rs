@@ -220,7 +220,8 @@ mod tests {
             if let Some(d) = rule.get_mut("depends_on") {
                 *d = Json::from((1..=deps.len() as i64).collect::<Vec<_>>());
             }
-            if let Err(e) = super::super::rules::check(&rule) {
+            let checked = super::super::rules::check(&rule, None).expect("no store to read");
+            if let Err(e) = checked {
                 panic!("{:?} is invalid: {e}", rule.get("rule_name"));
             }
         }

@@ -1,7 +1,7 @@
 //! `am rules`: add, list, show, edit, delete, explain and validate rules.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use am_core::error::ValidationErrors;
@@ -59,25 +59,60 @@ pub fn resolve_dependency_names(store: &Store, value: &mut Json) -> anyhow::Resu
     Ok(changed)
 }
 
-/// Reads a rule file, resolving dependency names, and returns the JSON text to store: the
-/// file's own text when nothing was replaced, so the conditions are kept as written.
-fn rule_body(store: &Store, path: &Path) -> anyhow::Result<String> {
-    let text = read_input(path)?;
-    let mut value: Json = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", input_name(path)))?;
-    if resolve_dependency_names(store, &mut value)? {
-        serde_json::to_string(&value).context("cannot encode the rule")
-    } else {
-        Ok(text)
+/// Checks a rule file's text as `am rules validate` does (with `store`, looking up the
+/// rules `depends_on` names) and returns the JSON text to store: the file's own text when
+/// no name was replaced, so the conditions are kept as written. An invalid rule prints
+/// every problem on its own line on stderr, prefixed with `name`, and fails with `Invalid`;
+/// `outcome` says what did not happen (`no rule was added`).
+fn rule_body(store: &Store, name: &str, text: &str, outcome: &str) -> anyhow::Result<String> {
+    let mut value: Json =
+        serde_json::from_str(text).with_context(|| format!("{name} is not valid JSON"))?;
+    let spec = match check(&value, Some(store))? {
+        Ok((spec, _)) => spec,
+        Err(errors) => return Err(report_problems(name, &errors, outcome)),
+    };
+    let named = value
+        .get("depends_on")
+        .and_then(Json::as_array)
+        .is_some_and(|deps| deps.iter().any(Json::is_string));
+    if !named {
+        return Ok(text.to_string());
+    }
+    value["depends_on"] = Json::from(spec.depends_on);
+    serde_json::to_string(&value).context("cannot encode the rule")
+}
+
+/// Prints each problem on its own line on stderr, `name: path: message`, and returns the
+/// summary error (exit 3).
+fn report_problems(name: &str, errors: &ValidationErrors, outcome: &str) -> anyhow::Error {
+    let mut err = std::io::stderr().lock();
+    for p in &errors.0 {
+        let _ = writeln!(err, "{name}: {}: {}", p.path, p.message);
+    }
+    Invalid(format!(
+        "{name} is not a valid rule ({}); {outcome}",
+        output::plural(errors.0.len() as i64, "problem")
+    ))
+    .into()
+}
+
+/// A store error on writing a rule: the problems the store found (unknown rule ids) as
+/// [`report_problems`] prints them, anything else with `what` as context.
+fn write_failed(err: am_sql::Error, name: &str, outcome: &str, what: String) -> anyhow::Error {
+    match err {
+        am_sql::Error::Invalid(errors) => report_problems(name, &errors, outcome),
+        other => anyhow::Error::new(other).context(what),
     }
 }
 
 fn add(ctx: &Context, path: &Path) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let body = rule_body(&store, path)?;
+    let name = input_name(path);
+    let outcome = "no rule was added";
+    let body = rule_body(&store, &name, &read_input(path)?, outcome)?;
     let id = store
         .create_rule_json(&body)
-        .with_context(|| format!("cannot add the rule in {}", input_name(path)))?;
+        .map_err(|e| write_failed(e, &name, outcome, format!("cannot add the rule in {name}")))?;
     let rule = store.rule(id).context("cannot read the new rule back")?;
     if ctx.json {
         return output::json(&serde_json::json!({"rule_id": id, "rule_name": rule.spec.rule_name}));
@@ -124,7 +159,9 @@ fn segments_by_rule(store: &Store) -> anyhow::Result<HashMap<RuleId, Segment>> {
 /// How a rule is defined, in a few words: its operation over dependencies, or conditions.
 fn kind(spec: &RuleSpec) -> String {
     if spec.depends_on.is_empty() {
-        return "conditions".into();
+        // `[]`, or no conditions in a rule saved before they were required.
+        let everyone = spec.conditions.is_null() || spec.conditions == Json::Array(Vec::new());
+        return if everyone { "every user" } else { "conditions" }.into();
     }
     let op = spec
         .operation
@@ -276,21 +313,25 @@ fn show(ctx: &Context, key: &str) -> anyhow::Result<()> {
 fn edit(ctx: &Context, key: &str, file: Option<&Path>) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let rule = resolve(&store, key)?;
-    let body = match file {
-        Some(path) => rule_body(&store, path)?,
+    let outcome = format!("rule #{} was not changed", rule.id);
+    let (name, text) = match file {
+        Some(path) => (input_name(path), read_input(path)?),
         None => {
             let Some(edited) = edit_in_editor(&rule)? else {
                 return output::print("no change\n");
             };
-            let mut value: Json =
-                serde_json::from_str(&edited).context("the edited rule is not valid JSON")?;
-            resolve_dependency_names(&store, &mut value)?;
-            serde_json::to_string(&value).context("cannot encode the rule")?
+            ("the edited rule".to_string(), edited)
         }
     };
-    store
-        .update_rule_json(rule.id, &body)
-        .with_context(|| format!("cannot update rule #{}", rule.id))?;
+    let body = rule_body(&store, &name, &text, &outcome)?;
+    store.update_rule_json(rule.id, &body).map_err(|e| {
+        write_failed(
+            e,
+            &name,
+            &outcome,
+            format!("cannot update rule #{}", rule.id),
+        )
+    })?;
     if ctx.json {
         return output::json(
             &serde_json::json!({"rule_id": rule.id, "message": "Rule updated successfully"}),
@@ -368,17 +409,64 @@ pub fn read_json(path: &Path) -> anyhow::Result<Json> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", input_name(path)))
 }
 
-/// Checks a rule as JSON: the spec as written and its checked form, or every problem.
-pub fn check(value: &Json) -> Result<(RuleSpec, CheckedRule), ValidationErrors> {
-    let spec = validate::parse_rule(value)?;
-    let checked = validate::check_rule(&spec)?;
-    Ok((spec, checked))
+/// Checks a rule file's JSON, the one check of `validate`, `add` and `edit`: the spec (rule
+/// names in `depends_on` replaced by ids) and its checked form, or every problem. With a
+/// store, names are looked up there; without one (`am rules validate` needs no database)
+/// each name stands for a rule that `am rules add` will look up. Fails only if the store
+/// cannot be read.
+pub fn check(
+    value: &Json,
+    store: Option<&Store>,
+) -> anyhow::Result<Result<(RuleSpec, CheckedRule), ValidationErrors>> {
+    let mut failure = None;
+    let mut names: Vec<String> = Vec::new();
+    let mut lookup = |name: &str| -> Result<RuleId, String> {
+        let Some(store) = store else {
+            if names.iter().any(|n| n == name) {
+                return Err(format!("rule {name:?} is listed more than once"));
+            }
+            names.push(name.to_string());
+            // Stand-in ids no rule has, one per name.
+            return Ok(RuleId::MIN + names.len() as RuleId);
+        };
+        match store.resolve_rule(name) {
+            Ok(rule) => Ok(rule.id),
+            Err(am_sql::Error::NotFound { .. }) => Err(format!(
+                "no rule with id or name {name:?} (see `am rules list`)"
+            )),
+            Err(e) => {
+                let message = format!("cannot look up rule {name:?}: {e}");
+                failure =
+                    Some(anyhow::Error::new(e).context(format!("cannot look up rule {name:?}")));
+                Err(message)
+            }
+        }
+    };
+    let checked = validate::parse_rule_with(value, Some(&mut lookup))
+        .and_then(|spec| validate::check_rule(&spec).map(|checked| (spec, checked)));
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(checked),
+    }
+}
+
+/// `depends_on` as the file wrote it, ids and names: `#4, "Big spenders"`.
+fn written_dependencies(value: &Json) -> String {
+    let deps = value.get("depends_on").and_then(Json::as_array);
+    deps.into_iter()
+        .flatten()
+        .map(|d| match d {
+            Json::String(name) => format!("{name:?}"),
+            other => format!("#{other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn validate_file(ctx: &Context, path: &Path) -> anyhow::Result<()> {
     let name = input_name(path);
     let value = read_json(path)?;
-    match check(&value) {
+    match check(&value, None)? {
         Ok((spec, checked)) => {
             if ctx.json {
                 return output::json(&serde_json::json!({
@@ -394,7 +482,7 @@ fn validate_file(ctx: &Context, path: &Path) -> anyhow::Result<()> {
             if !spec.depends_on.is_empty() {
                 out.push_str(&format!(
                     "  depends on {} (checked against the database by `am rules add`)\n",
-                    super::segments::ids(&spec.depends_on)
+                    written_dependencies(&value)
                 ));
             }
             output::print(&out)

@@ -133,11 +133,12 @@ fn seed_examples_are_accepted_as_written() {
         "schedule": "@daily", "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-12-31T23:59:59Z" }),
     );
     assert!(r.condition.is_some());
-    // A rule as GET /rules lists it, with its id and no conditions, sent back as is.
+    // A rule as GET /rules lists it, with its id, sent back as is.
     let r = ok(json!({ "id": 1, "rule_name": "High Value Customers",
         "description": "Users with total spend over $5000", "schedule": "0 0 * * *",
+        "conditions": [{"field": "total_spend", "operator": ">", "value": 5000}],
         "depends_on": [], "operation": null, "created_at": "2025-01-01 00:00:00" }));
-    assert_eq!(r.condition, None);
+    assert!(r.condition.is_some());
     assert_eq!(r.window, Window::UNBOUNDED);
     // The seed's form builder's two conditions.
     let r = ok(with(json!([
@@ -835,5 +836,221 @@ fn type_errors_come_with_the_other_keys_problems() {
 fn the_rule_name_is_trimmed() {
     let spec = parse_rule(&json!({"rule_name": " GE1000 "})).expect("valid");
     assert_eq!(spec.rule_name, "GE1000");
-    assert_eq!(ok(json!({"rule_name": "\tapi one "})).name, "api one");
+    assert_eq!(
+        ok(json!({"rule_name": "\tapi one ", "conditions": []})).name,
+        "api one"
+    );
+}
+
+/// The `(path, message)` of every problem `parse_rule` then `check_rule` report.
+fn all_problems(rule: Json) -> Vec<(String, String)> {
+    problems(rule)
+}
+
+fn pair(path: &str, message: &str) -> (String, String) {
+    (path.to_string(), message.to_string())
+}
+
+#[test]
+fn a_misspelt_rule_key_is_rejected_with_the_key_it_resembles() {
+    let tier1 = json!([{"field": "city_tier", "operator": "=", "value": 1}]);
+    for (typo, meant) in [
+        ("condition", "conditions"),
+        ("conditons", "conditions"),
+        ("Conditions", "conditions"),
+    ] {
+        assert_eq!(
+            all_problems(json!({"rule_name": "x", typo: tier1})),
+            vec![pair(typo, &format!("unknown key; did you mean {meant}?"))],
+            "{typo}"
+        );
+    }
+    assert_eq!(
+        all_problems(json!({"rule_name": "x", "conditions": tier1, "shedule": "@daily"})),
+        vec![pair("shedule", "unknown key; did you mean schedule?")]
+    );
+    // A misspelt depends_on does not also ask for conditions or dependencies.
+    assert_eq!(
+        all_problems(json!({"rule_name": "x", "depend_on": [1, 2], "operation": "UNION"})),
+        vec![pair("depend_on", "unknown key; did you mean depends_on?")]
+    );
+    assert_eq!(
+        all_problems(json!({"rule_name": "x", "conditions": tier1, "colour": "red"})),
+        vec![pair(
+            "colour",
+            "unknown key; allowed: rule_name, description, conditions, schedule, start_date, end_date, depends_on, operation"
+        )]
+    );
+    // The keys the platform adds when it shows a rule are accepted and ignored.
+    let r = ok(json!({"id": 7, "rule_name": "x", "conditions": tier1,
+        "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z",
+        "version": 2, "schedule_description": null, "next_run_at": null, "last_run": null,
+        "segment_id": 3, "segment": null, "reuses": []}));
+    assert_eq!(r.name, "x");
+}
+
+#[test]
+fn every_user_is_written_as_an_empty_list_never_by_leaving_conditions_out() {
+    let r = ok(json!({"rule_name": "everyone", "conditions": []}));
+    assert_eq!(r.condition, Some(Expr::All(vec![])));
+    let r = ok(json!({"rule_name": "everyone", "conditions": {"all": []}}));
+    assert_eq!(r.condition, Some(Expr::All(vec![])));
+    let required = vec![pair(
+        "conditions",
+        "is required when depends_on is empty; write \"conditions\": [] to select every user",
+    )];
+    assert_eq!(all_problems(json!({"rule_name": "x"})), required);
+    assert_eq!(
+        all_problems(json!({"rule_name": "x", "conditions": null, "depends_on": []})),
+        required
+    );
+    // With dependencies, no conditions means the combination as it is.
+    let r = ok(json!({"rule_name": "x", "conditions": null, "depends_on": [1, 2]}));
+    assert_eq!(r.condition, None);
+    assert_eq!(r.operation, Some(Operation::Intersection));
+    // A rule stored before conditions were required keeps meaning every user.
+    let legacy = am_core::rule::RuleSpec {
+        rule_name: "legacy".into(),
+        ..Default::default()
+    };
+    assert_eq!(check_rule(&legacy).expect_err("required").0.len(), 1);
+    let r = am_core::validate::check_stored_rule(&legacy).expect("stored rules still read");
+    assert_eq!(r.condition, None);
+    assert!(r.depends_on.is_empty());
+}
+
+#[test]
+fn misspelt_keys_inside_conditions_name_the_key_they_resemble() {
+    let got = all_problems(with(json!([
+        {"field": "total_spend", "operator": ">", "valeu": 1},
+        {"feild": "city_tier", "operator": "=", "value": 1},
+        {"field": "total_spend", "operater": ">", "value": 1},
+        {"field": "total_spend", "operator": ">", "value": 1, "window": {"last_day": 30}},
+        {"al": [{"field": "city_tier", "operator": "=", "value": 1}]},
+        {"field": "total_spend", "operator": ">", "value": 1,
+         "where": {"fild": "category", "operator": "=", "value": "Travel"}},
+        {"field": "total_spend", "operator": ">", "value": 1, "sorce": "upi"},
+        {"not": {"field": "city_tier", "operator": "=", "value": 1}, "extra": 1},
+        {"none": []}
+    ])));
+    assert_eq!(
+        got,
+        vec![
+            pair("conditions[0].valeu", "unknown key; did you mean value?"),
+            pair("conditions[1].feild", "unknown key; did you mean field?"),
+            pair(
+                "conditions[2].operater",
+                "unknown key; did you mean operator?"
+            ),
+            pair(
+                "conditions[3].window.last_day",
+                "unknown key; did you mean last_days?"
+            ),
+            pair("conditions[4].al", "unknown key; did you mean all?"),
+            pair(
+                "conditions[5].where.fild",
+                "unknown key; did you mean field?"
+            ),
+            pair("conditions[6].sorce", "unknown key; did you mean source?"),
+            pair(
+                "conditions[7].extra",
+                "unknown key; a group has exactly one of \"all\", \"any\", \"not\", and a predicate has field, operator, value, where, source, window"
+            ),
+            pair(
+                "conditions[8].none",
+                "unknown key; a group has exactly one of \"all\", \"any\", \"not\", and a predicate has field, operator, value, where, source, window"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn missing_and_unknown_parts_of_a_predicate_are_worded_plainly() {
+    let money_ops = "=, !=, >, >=, <, <=, in, not_in, between, is_null, is_not_null";
+    let fields = "profile fields user_id, name, email, city_tier, created_at; aggregates total_spend, transaction_count, avg_transaction_amount, max_transaction_amount, min_transaction_amount, first_transaction_date, last_transaction_date, days_since_last_transaction, distinct_categories; transaction fields (in a condition list or a \"where\") category, merchant, description, amount, transaction_date";
+    let got = all_problems(with(json!([
+        {"field": "total_spend", "value": 1},
+        {"field": "total_spend", "operator": 5, "value": 1},
+        {"operator": ">", "value": 1},
+        {"field": 5, "operator": ">", "value": 1},
+        {"field": "total_spend", "operator": ">", "value": 0.001},
+        {"field": "total_spend", "operator": ">", "value": 1e30},
+        {"field": "total_spend", "operator": ">", "value": 1, "source": "paypal"},
+        {"field": "total_spend", "operator": ">", "value": 1, "source": 5}
+    ])));
+    assert_eq!(
+        got,
+        vec![
+            pair(
+                "conditions[0].operator",
+                &format!("is required; allowed for total_spend (money): {money_ops}")
+            ),
+            pair(
+                "conditions[1].operator",
+                &format!(
+                    "expected an operator (a string), got a number 5; allowed for total_spend (money): {money_ops}"
+                )
+            ),
+            pair(
+                "conditions[2].field",
+                &format!("is required; allowed: {fields}")
+            ),
+            pair(
+                "conditions[3].field",
+                &format!("expected a field name (a string), got a number 5; allowed: {fields}")
+            ),
+            pair(
+                "conditions[4].value",
+                "total_spend needs an amount with at most 2 decimal places, got 0.001"
+            ),
+            pair(
+                "conditions[5].value",
+                "amount 1e+30 is out of range for total_spend"
+            ),
+            pair(
+                "conditions[6].source",
+                "unknown source \"paypal\"; allowed: all, credit_card, upi"
+            ),
+            pair(
+                "conditions[7].source",
+                "expected a source (a string), got a number 5; allowed: all, credit_card, upi"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn dependencies_may_be_named_where_the_caller_looks_names_up() {
+    let rule = json!({"rule_name": "x", "depends_on": ["Big spenders", 4, "Nobody"],
+                      "operation": "XOR"});
+    let mut lookup = |name: &str| match name {
+        "Big spenders" => Ok(3),
+        other => Err(format!("no rule named {other:?}")),
+    };
+    let e = am_core::validate::parse_rule_with(&rule, Some(&mut lookup)).expect_err("invalid");
+    let got: Vec<(String, String)> = e.0.into_iter().map(|p| (p.path, p.message)).collect();
+    assert_eq!(
+        got,
+        vec![
+            pair("depends_on[2]", "no rule named \"Nobody\""),
+            pair(
+                "operation",
+                "unknown operation \"XOR\"; allowed: INTERSECTION, UNION, DIFFERENCE"
+            ),
+        ]
+    );
+    let spec = am_core::validate::parse_rule_with(
+        &json!({"rule_name": "x", "depends_on": ["Big spenders", 4]}),
+        Some(&mut lookup),
+    )
+    .expect("valid");
+    assert_eq!(spec.depends_on, vec![3, 4]);
+    // Without a lookup (the API), depends_on holds rule ids only.
+    assert_eq!(
+        all_problems(json!({"rule_name": "x", "depends_on": ["Big spenders"]})),
+        vec![pair(
+            "depends_on[0]",
+            "expected a rule id (an integer), got a string \"Big spenders\""
+        )]
+    );
 }

@@ -383,3 +383,103 @@ async fn preview_while_editing_plans_the_candidate_in_place_of_the_saved_rule() 
     assert_eq!(seg["row_count"].as_i64(), Some(edited_size), "{seg}");
     s.stop().await;
 }
+
+/// The `[(path, message)]` of a 422 body.
+fn details(status: StatusCode, body: &serde_json::Value) -> Vec<(String, String)> {
+    assert_error(
+        status,
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_rule",
+    );
+    body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().expect("a string").to_string();
+            (text("path"), text("message"))
+        })
+        .collect()
+}
+
+fn pair(path: &str, message: &str) -> (String, String) {
+    (path.to_string(), message.to_string())
+}
+
+#[tokio::test]
+async fn unknown_keys_are_422_on_create_update_and_preview() {
+    let s = TestServer::start_with(|_| {}, 40, 200).await;
+    let id = s.create_rule(&rule("kept")).await;
+    let mut typo = rule("typo");
+    let conditions = typo.as_object_mut().and_then(|o| o.remove("conditions"));
+    typo["condition"] = conditions.expect("conditions");
+    let mut nested = rule("nested");
+    nested["conditions"][0]["window"] = json!({"last_dayz": 30});
+    let cases = [
+        (
+            typo,
+            pair("condition", "unknown key; did you mean conditions?"),
+        ),
+        (
+            nested,
+            pair(
+                "conditions[0].window.last_dayz",
+                "unknown key; did you mean last_days?",
+            ),
+        ),
+    ];
+    for (body, want) in &cases {
+        for (method, path) in [
+            (Method::POST, "/api/rules".to_string()),
+            (Method::PUT, format!("/api/rules/{id}")),
+            (Method::POST, "/api/rules/preview".to_string()),
+        ] {
+            let (status, got) = s.send_json(method.clone(), &path, body).await;
+            assert_eq!(details(status, &got), vec![want.clone()], "{method} {path}");
+        }
+    }
+    // A rule read back is sent again as is: the keys the view adds are ignored.
+    let (_, read) = s.get_json(&format!("/api/rules/{id}")).await;
+    let (status, body) = s
+        .send_json(Method::PUT, &format!("/api/rules/{id}"), &read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = s.get_json("/api/rules").await;
+    assert_eq!(list["total"], 1, "only the valid rule was stored");
+    assert_eq!(list["items"][0]["rule_name"], "kept");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_user_is_written_as_empty_conditions() {
+    let s = TestServer::start_with(|_| {}, 40, 200).await;
+    let required = vec![pair(
+        "conditions",
+        "is required when depends_on is empty; write \"conditions\": [] to select every user",
+    )];
+    for body in [
+        json!({"rule_name": "absent"}),
+        json!({"rule_name": "null", "conditions": null, "depends_on": []}),
+    ] {
+        let (status, got) = s.post_json("/api/rules", &body).await;
+        assert_eq!(details(status, &got), required, "{body}");
+        let (status, got) = s.post_json("/api/rules/preview", &body).await;
+        assert_eq!(details(status, &got), required, "{body}");
+    }
+    let everyone = json!({"rule_name": "everyone", "conditions": []});
+    let (status, preview) = s.post_json("/api/rules/preview", &everyone).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["audience_size"], 40);
+    let id = s.create_rule(&everyone).await;
+    let segment = s.built(id).await;
+    let (_, seg) = s.get_json(&format!("/api/segments/{segment}")).await;
+    assert_eq!(seg["row_count"], 40);
+    // With dependencies, no conditions is the combination as it is.
+    let child = s
+        .create_rule(&json!({"rule_name": "child", "depends_on": [id]}))
+        .await;
+    let (_, got) = s.get_json(&format!("/api/rules/{child}")).await;
+    assert!(got["conditions"].is_null(), "{got}");
+    s.stop().await;
+}

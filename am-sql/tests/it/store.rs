@@ -819,12 +819,14 @@ fn rule_names_are_stored_trimmed_and_unique_without_spaces() {
     // A spec built in code is trimmed too, on create and update.
     let spec = RuleSpec {
         rule_name: "  coded\t".into(),
+        conditions: serde_json::json!([]),
         ..Default::default()
     };
     let coded = store.create_rule(&spec).unwrap();
     assert_eq!(store.rule(coded).unwrap().spec.rule_name, "coded");
     let renamed = RuleSpec {
         rule_name: " api one".into(),
+        conditions: serde_json::json!([]),
         ..Default::default()
     };
     assert!(matches!(
@@ -909,4 +911,54 @@ fn run_times_keep_milliseconds_so_short_runs_have_a_true_duration() {
         )
         .unwrap();
     assert!(valid);
+
+fn a_rule_saved_without_conditions_or_dependencies_still_reads_as_every_user() {
+    use am_sql::progress::NoProgress;
+    use am_sql::refresh::{RefreshRequest, RefreshTargets};
+    let (_dir, store) = temp_store();
+    let conn = store.connection().unwrap();
+    add_users(&conn);
+    // What a misspelt `conditions` key used to save.
+    conn.execute(
+        "INSERT INTO rule_table (rule_name, created_at, updated_at)
+         VALUES ('legacy', '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+        [],
+    )
+    .unwrap();
+    let legacy = store.rule_by_name("legacy").unwrap();
+    assert_eq!(legacy.spec.conditions, serde_json::Value::Null);
+    assert_eq!(store.all_rules().unwrap().len(), 1);
+    assert!(store.rule_set().unwrap().reuses.is_ok());
+    let tier1 = store.create_rule_json(&tier_rule("tier 1", 1)).unwrap();
+    let report = store
+        .refresh(
+            &RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli),
+            &NoProgress,
+        )
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    let count = |id: i64| -> i64 {
+        conn.query_row(
+            &format!("SELECT count(*) FROM {}", catalog::segment_table_name(id)),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!((count(legacy.id), count(tier1)), (3, 2));
+    // Saving it again needs the explicit form.
+    let err = store
+        .update_rule_json(legacy.id, r#"{"rule_name": "legacy"}"#)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid rule: conditions: is required when depends_on is empty; write \"conditions\": [] to select every user"
+    );
+    store
+        .update_rule_json(legacy.id, r#"{"rule_name": "legacy", "conditions": []}"#)
+        .unwrap();
+    assert_eq!(
+        store.rule(legacy.id).unwrap().conditions_text.as_deref(),
+        Some("[]")
+    );
 }
