@@ -124,8 +124,16 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
                     output::plural(more as i64, "bad row")
                 );
             }
+            let hint = match errors.quote_line {
+                // Skipping cannot help: the quote may have swallowed good rows.
+                Some(line) => format!(
+                    "fix the quote on line {line} first: it may hide rows, so --skip-bad-rows \
+                     cannot help"
+                ),
+                None => "--skip-bad-rows imports the good ones".into(),
+            };
             anyhow::bail!(
-                "{name}: {}, nothing imported (--skip-bad-rows imports the good ones)",
+                "{name}: {}, nothing imported ({hint})",
                 output::plural(errors.total as i64, "bad row")
             );
         }
