@@ -114,7 +114,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             drop(bars);
             let mut err = std::io::stderr().lock();
             for row in &errors.errors {
-                let _ = writeln!(err, "{name}:{}: {}", row.line, row.message);
+                let message = output::terminal_safe(&row.message);
+                let _ = writeln!(err, "{name}:{}: {message}", row.line);
             }
             let more = errors.total.saturating_sub(errors.errors.len() as u64);
             if more > 0 {
@@ -151,7 +152,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     }
     let mut out = String::new();
     for row in &report.errors {
-        out.push_str(&format!("skipped {name}:{}: {}\n", row.line, row.message));
+        let message = output::terminal_safe(&row.message);
+        out.push_str(&format!("skipped {name}:{}: {message}\n", row.line));
     }
     out.push_str(&format!(
         "imported {} into {}",
