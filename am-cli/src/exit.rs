@@ -36,7 +36,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
 }
 
 /// The error and its causes on one line, `outer: inner: root`, without repeating a cause
-/// whose text the outer message already contains.
+/// whose text the outer message already contains, safe for a terminal (errors echo names).
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
@@ -49,7 +49,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         out.push_str(&text);
     }
-    out.replace(['\n', '\r'], " ")
+    crate::output::terminal_safe(&out.replace(['\n', '\r'], " ")).into_owned()
 }
 
 /// Whether the error is a write to a closed pipe.
@@ -74,6 +74,9 @@ mod tests {
 
         let err = anyhow::anyhow!("line one\nline two").context("outer");
         assert_eq!(one_line(&err), "outer: line one line two");
+
+        let err = anyhow::anyhow!("rule \u{1b}[2J\u{202e}x failed\u{7}");
+        assert_eq!(one_line(&err), "rule \\u{1b}[2J\\u{202e}x failed\\u{7}");
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! Output for people and for scripts: plain aligned tables, JSON, and number formatting.
+//!
+//! Names and other text that users (or API clients) wrote may carry control characters and
+//! Unicode bidirectional controls: raw on a terminal they could clear the screen, set the
+//! window title, recolour or reverse the text after them. Everything printed goes through
+//! [`print`], which shows them as visible escapes (`\u{1b}`); a single value (a table cell,
+//! a name in a line) goes through [`terminal_safe`], which escapes line breaks too.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context;
@@ -37,8 +45,12 @@ impl Plain {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.table
-            .add_row(cells.into_iter().map(Into::into).collect::<Vec<String>>());
+        self.table.add_row(
+            cells
+                .into_iter()
+                .map(|c| terminal_safe(&c.into()).into_owned())
+                .collect::<Vec<String>>(),
+        );
     }
 
     /// The table as text, each line without trailing spaces, ending in a newline.
@@ -59,8 +71,71 @@ impl Plain {
     }
 }
 
-/// Writes text to stdout.
+/// Whether a character must not reach a terminal as it is: the control characters (C0 with
+/// NUL, BEL, ESC and line breaks; DEL; C1), the Unicode bidirectional controls and the
+/// Unicode line and paragraph separators.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{61c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `text` with every character that `escape` selects written as `\u{..}`.
+fn escape_where(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One value (a name, a description, a message) safe to print on a terminal and on one
+/// line: control and bidirectional characters, line breaks and tabs included, become
+/// visible escapes like `\u{1b}`. Borrowed when nothing changes.
+pub fn terminal_safe(value: &str) -> Cow<'_, str> {
+    escape_where(value, is_unsafe)
+}
+
+/// JSON text with the characters serde_json leaves raw inside strings (DEL, C1,
+/// bidirectional controls) written as JSON escapes (`\u202e`): the same JSON value, safe
+/// on a terminal. serde_json already escapes C0 inside strings, so any C0 left is the
+/// layout's own whitespace.
+pub fn json_safe(text: &str) -> Cow<'_, str> {
+    let escape = |c: char| u32::from(c) >= 0x20 && is_unsafe(c);
+    if !text.chars().any(escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            // All of them are in the Basic Multilingual Plane: one `\uXXXX` each.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Writes text to stdout, lines kept and everything else unsafe escapes
+/// ([`terminal_safe`]).
 pub fn print(text: &str) -> anyhow::Result<()> {
+    let text = escape_where(text, |c| c != '\n' && is_unsafe(c));
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -71,7 +146,7 @@ pub fn print(text: &str) -> anyhow::Result<()> {
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
     text.push('\n');
-    print(&text)
+    print(&json_safe(&text))
 }
 
 /// `1234567` as `1,234,567`.
@@ -127,6 +202,69 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(125_000)), "2m05s");
         assert_eq!(plural(1, "rule"), "1 rule");
         assert_eq!(plural(1200, "user"), "1,200 users");
+    }
+
+    /// Every character the terminal must not see raw, and its escape.
+    const NASTY: [(char, &str); 17] = [
+        ('\0', "\\u{0}"),
+        ('\u{7}', "\\u{7}"),
+        ('\u{1b}', "\\u{1b}"),
+        ('\t', "\\u{9}"),
+        ('\r', "\\u{d}"),
+        ('\u{7f}', "\\u{7f}"),
+        ('\u{85}', "\\u{85}"),
+        ('\u{9b}', "\\u{9b}"),
+        ('\u{61c}', "\\u{61c}"),
+        ('\u{200e}', "\\u{200e}"),
+        ('\u{200f}', "\\u{200f}"),
+        ('\u{202a}', "\\u{202a}"),
+        ('\u{202e}', "\\u{202e}"),
+        ('\u{2066}', "\\u{2066}"),
+        ('\u{2069}', "\\u{2069}"),
+        ('\u{2028}', "\\u{2028}"),
+        ('\u{2029}', "\\u{2029}"),
+    ];
+
+    #[test]
+    fn control_and_bidi_characters_become_visible_escapes() {
+        assert!(matches!(
+            terminal_safe("Tier 1 — São Paulo ✓"),
+            Cow::Borrowed(_)
+        ));
+        for (c, escaped) in NASTY {
+            assert_eq!(terminal_safe(&format!("a{c}b")), format!("a{escaped}b"));
+        }
+        assert_eq!(terminal_safe("a\nb"), "a\\u{a}b");
+        assert_eq!(
+            terminal_safe("\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"
+        );
+    }
+
+    #[test]
+    fn json_stays_the_same_valid_json_without_raw_bidi_or_c1() {
+        let name: String = NASTY.iter().map(|(c, _)| *c).chain(['\n', 'x']).collect();
+        let text =
+            serde_json::to_string_pretty(&serde_json::json!({"rule_name": name})).expect("json");
+        let safe = json_safe(&text);
+        assert!(!safe.chars().any(|c| c != '\n' && is_unsafe(c)), "{safe}");
+        assert!(safe.contains("\\u202e"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back["rule_name"], name);
+        assert!(matches!(
+            json_safe("{\n  \"a\": \"é\"\n}"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let mut t = Plain::new(&["id", "name"]);
+        t.row(["1", "Evil\u{1b}[2J\nfake row\u{202e}"]);
+        assert_eq!(
+            t.render(),
+            "ID  NAME\n1   Evil\\u{1b}[2J\\u{a}fake row\\u{202e}\n"
+        );
     }
 
     #[test]

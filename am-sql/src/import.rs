@@ -6,6 +6,12 @@
 //! and reason, unless the
 //! caller asks to skip bad rows, in which case the good rows are imported and the bad ones
 //! counted. The whole file goes in one transaction.
+//!
+//! A quote left open hides the lines after it inside one value (the csv crate reads on to
+//! the next quote, or to the end of the file, without complaint). So a quoted value that
+//! never closes, or that runs over several lines of a bad row, refuses the whole file even
+//! when skipping bad rows, naming the line: skipping that one "row" would drop the good
+//! rows it swallowed without a word.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -32,6 +38,9 @@ pub struct ImportErrors {
     pub errors: Vec<RowError>,
     /// How many rows were bad in all.
     pub total: u64,
+    /// The line of the first bad row whose quoted value runs over other lines (or never
+    /// closes): it may hide rows, so the file was refused even when skipping bad rows.
+    pub quote_line: Option<u64>,
 }
 
 /// How many bad rows an import reports one by one.
@@ -44,6 +53,11 @@ fn describe(e: &ImportErrors) -> String {
         if e.total == 1 { "" } else { "s" },
         e.table
     );
+    if let Some(line) = e.quote_line {
+        out.push_str(&format!(
+            " (the quoted value on line {line} may hide rows, so bad rows cannot be skipped)"
+        ));
+    }
     for row in &e.errors {
         out.push_str(&format!("; line {}: {}", row.line, row.message));
     }
@@ -142,7 +156,7 @@ pub fn import_csv(
 /// refuse a wrong file before it opens (or creates) a database.
 pub struct CsvFile<R: Read> {
     table: ImportTable,
-    csv: csv::Reader<EndWithNewline<R>>,
+    csv: csv::Reader<Input<R>>,
     /// For each of the table's columns, its position in the file.
     header: Vec<usize>,
 }
@@ -154,11 +168,7 @@ impl<R: Read> CsvFile<R> {
             .has_headers(true)
             .flexible(true)
             .trim(csv::Trim::Headers)
-            .from_reader(EndWithNewline {
-                inner: reader,
-                last: b'\n',
-                done: false,
-            });
+            .from_reader(Input::new(reader));
         let header = read_header(&mut csv, table)?;
         Ok(CsvFile { table, csv, header })
     }
@@ -182,7 +192,7 @@ impl<R: Read> CsvFile<R> {
 fn import_rows<R: Read>(
     conn: &mut Connection,
     table: ImportTable,
-    csv: &mut csv::Reader<R>,
+    csv: &mut csv::Reader<Input<R>>,
     header: &[usize],
     options: ImportOptions,
     progress: &dyn Progress,
@@ -194,6 +204,8 @@ fn import_rows<R: Read>(
     db::drop_objects(&tx, "trigger", &triggers)?;
 
     let mut bad = BadRows::default();
+    // The first line whose quoted value may hide rows (see the module docs).
+    let mut quote_line = None;
     let mut imported = 0u64;
     {
         let columns = table.columns();
@@ -215,30 +227,52 @@ fn import_rows<R: Read>(
         let mut seen_keys: HashSet<i64> = HashSet::new();
 
         progress.begin(&format!("importing {}", table.table_name()), None);
-        let mut record = csv::StringRecord::new();
+        let mut bytes = csv::ByteRecord::new();
         loop {
-            let line = csv.position().line();
-            match csv.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => match e.kind() {
-                    csv::ErrorKind::Utf8 { pos, .. } => {
-                        let line = pos.as_ref().map_or(line, |p| p.line());
-                        bad.push(line, "the row is not valid UTF-8 text".into());
-                        continue;
-                    }
-                    _ => return Err(Error::from(e)),
-                },
+            let before = csv.position().line();
+            if !csv.read_byte_record(&mut bytes)? {
+                break;
             }
             // csv reports where reading began, before any blank lines it skipped, so the
             // first line is found back from the end: every record ends with a newline
-            // (`EndWithNewline`), and quoted fields may hold more.
-            let inner: u64 = record
+            // (`Input`), and quoted fields may hold more.
+            let inner: u64 = bytes
                 .iter()
-                .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
+                .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
                 .sum();
-            let line = csv.position().line().saturating_sub(1 + inner).max(line);
+            let end = csv.position().line().saturating_sub(1);
+            let line = end.saturating_sub(inner).max(before);
+            if let Some(opened) = csv.get_ref().quote_open_at_end()
+                && csv.position().byte() == csv.get_ref().bytes
+            {
+                // This record runs to the end of the file inside that quote.
+                let hidden = end.saturating_sub(opened);
+                let after = if hidden == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        ": the {hidden} line{} after it were read as part of this row",
+                        if hidden == 1 { "" } else { "s" }
+                    )
+                };
+                bad.push(
+                    opened,
+                    format!("a quoted value opens on this line and is never closed{after}"),
+                );
+                quote_line.get_or_insert(opened);
+                break;
+            }
+            let record = match csv::StringRecord::from_byte_record(std::mem::take(&mut bytes)) {
+                Ok(record) => record,
+                Err(e) => {
+                    bytes = e.into_byte_record();
+                    let problem = "the row is not valid UTF-8 text".to_string();
+                    bad.push(line, spans_lines(problem, line, end, &mut quote_line));
+                    continue;
+                }
+            };
             if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+                bytes = record.into_byte_record();
                 continue; // a line of spaces
             }
             let (cells, mut problems) = check_row(table, header, &record);
@@ -266,11 +300,12 @@ fn import_rows<R: Read>(
             } else {
                 Err(problems)
             };
+            bytes = record.into_byte_record();
             match checked {
                 Ok(cells) => {
-                    // After the first bad row of an all-or-nothing import nothing will be
-                    // kept, so only validation goes on.
-                    if options.skip_bad_rows || bad.total == 0 {
+                    // After the first bad row of an all-or-nothing import (or a quote that
+                    // may hide rows) nothing will be kept, so only validation goes on.
+                    if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
                         insert.execute(rusqlite::params_from_iter(cells.iter()))?;
                         imported += 1;
                         if imported % 10_000 == 0 {
@@ -278,19 +313,23 @@ fn import_rows<R: Read>(
                         }
                     }
                 }
-                Err(problems) => bad.push(line, problems.join("; ")),
+                Err(problems) => {
+                    let problems = problems.join("; ");
+                    bad.push(line, spans_lines(problems, line, end, &mut quote_line));
+                }
             }
         }
         progress.advance(imported % 10_000);
     }
 
-    if bad.total > 0 && !options.skip_bad_rows {
+    if bad.total > 0 && (!options.skip_bad_rows || quote_line.is_some()) {
         progress.finish("nothing imported");
         // Dropping the transaction rolls back every insert and the trigger drop.
         return Err(Error::Import(ImportErrors {
             table: table.table_name(),
             errors: bad.rows,
             total: bad.total,
+            quote_line,
         }));
     }
     db::create_objects(&tx, &triggers)?;
@@ -306,30 +345,107 @@ fn import_rows<R: Read>(
     })
 }
 
-/// Adds a final newline to input that lacks one, so every record ends with a terminator
-/// (which line numbering relies on).
-struct EndWithNewline<R> {
+/// A bad row's problems, and when the row runs from `line` on to `end` (a quoted value
+/// holding line breaks) a note that a closing quote may be missing; the first such row is
+/// kept in `quote_line`, as it may hide good rows.
+fn spans_lines(problems: String, line: u64, end: u64, quote_line: &mut Option<u64>) -> String {
+    if end <= line {
+        return problems;
+    }
+    quote_line.get_or_insert(line);
+    format!(
+        "{problems}; a quoted value in this row runs on to line {end}: is a closing quote missing?"
+    )
+}
+
+/// The file as the csv reader sees it: a final newline is added to input that lacks one,
+/// so every record ends with a terminator (which line numbering relies on), and quotes are
+/// followed the way the csv reader follows them, to tell whether the file ends inside a
+/// quoted value (which the csv reader does not report).
+struct Input<R> {
     inner: R,
     last: u8,
     done: bool,
+    /// Bytes handed to the csv reader so far.
+    bytes: u64,
+    /// The line being read (the header is line 1).
+    line: u64,
+    quote: QuoteState,
+    /// The line where the last quoted value opened.
+    opened: u64,
 }
 
-impl<R: Read> Read for EndWithNewline<R> {
+/// Where a byte falls, as in csv-core's reader (double quotes escape a quote).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    /// At the start of a field, where a quote opens a quoted value.
+    FieldStart,
+    /// In an unquoted value, where a quote is an ordinary character.
+    Unquoted,
+    Quoted,
+    /// Just after a quote inside a quoted value: another quote escapes it, anything else
+    /// closes the value.
+    QuoteInQuoted,
+}
+
+impl<R> Input<R> {
+    fn new(inner: R) -> Self {
+        Input {
+            inner,
+            last: b'\n',
+            done: false,
+            bytes: 0,
+            line: 1,
+            quote: QuoteState::FieldStart,
+            opened: 0,
+        }
+    }
+
+    /// The line where a quoted value opened that is still open at the end of the file.
+    fn quote_open_at_end(&self) -> Option<u64> {
+        (self.done && self.quote == QuoteState::Quoted).then_some(self.opened)
+    }
+
+    fn follow_quotes(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        for &b in bytes {
+            let ends_field = matches!(b, b',' | b'\n' | b'\r');
+            self.quote = match (self.quote, b) {
+                (FieldStart, b'"') => {
+                    self.opened = self.line;
+                    Quoted
+                }
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (_, _) if ends_field => FieldStart,
+                (_, _) => Unquoted,
+            };
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Input<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.done || buf.is_empty() {
             return Ok(0);
         }
-        let n = self.inner.read(buf)?;
+        let mut n = self.inner.read(buf)?;
         if n > 0 {
             self.last = buf[n - 1];
-            return Ok(n);
+        } else {
+            self.done = true;
+            if self.last != b'\n' {
+                buf[0] = b'\n';
+                n = 1;
+            }
         }
-        self.done = true;
-        if self.last == b'\n' {
-            return Ok(0);
-        }
-        buf[0] = b'\n';
-        Ok(1)
+        self.follow_quotes(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
     }
 }
 
@@ -381,6 +497,13 @@ fn read_header<R: Read>(csv: &mut csv::Reader<R>, table: ImportTable) -> Result<
     let expected = table.columns();
     if names.is_empty() || (names.len() == 1 && names.get(0) == Some("")) {
         return Err(header_error("the file is empty".into()));
+    }
+    if names.iter().any(|n| n.contains('\n')) {
+        // Else the message would quote the swallowed lines as one unknown column.
+        return Err(header_error(
+            "a quoted column name runs over several lines: is a closing quote missing on line 1?"
+                .into(),
+        ));
     }
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
@@ -438,9 +561,14 @@ fn check_row(
                 .ok_or_else(|| {
                     format!("amount {raw:?} is not a number with at most 2 decimal places")
                 }),
-            ("created_at" | "transaction_date", false) => normalise_time(raw)
-                .map(Cell::Text)
-                .ok_or_else(|| format!("{column} {raw:?} is not a time like 2025-01-31 13:45:00")),
+            ("created_at" | "transaction_date", false) => {
+                normalise_time(raw).map(Cell::Text).ok_or_else(|| {
+                    format!(
+                        "{column} {raw:?} is not a valid time like 2025-01-31 13:45:00 or a date \
+                         like 2025-01-31 (a real day, hours 00-23, minutes and seconds 00-59)"
+                    )
+                })
+            }
             ("email", false) if !raw.contains('@') => {
                 Err(format!("email {raw:?} is not an email address"))
             }
@@ -486,15 +614,22 @@ fn parse_amount(raw: &str) -> Option<i64> {
     Some(if negative { -cents } else { cents })
 }
 
-/// `YYYY-MM-DD HH:MM:SS`, or ISO 8601 `YYYY-MM-DDTHH:MM:SS` with an optional `Z`, as
-/// `YYYY-MM-DD HH:MM:SS`.
+/// `YYYY-MM-DD HH:MM:SS`, ISO 8601 `YYYY-MM-DDTHH:MM:SS` with an optional `Z`, or a date
+/// `YYYY-MM-DD` (midnight, as rules read a date), as `YYYY-MM-DD HH:MM:SS`. `None` for
+/// anything else and for times that do not exist, which SQLite's date functions would read
+/// as null: second 60, February 30th, years outside 0000-9999.
 fn normalise_time(raw: &str) -> Option<String> {
+    use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
     let fmt = am_core::expr::TIMESTAMP_FORMAT;
     let iso = raw.strip_suffix('Z').unwrap_or(raw);
-    chrono::NaiveDateTime::parse_from_str(raw, fmt)
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(iso, "%Y-%m-%dT%H:%M:%S"))
-        .ok()
-        .map(|t| t.format(fmt).to_string())
+    let t = NaiveDateTime::parse_from_str(raw, fmt)
+        .or_else(|_| NaiveDateTime::parse_from_str(iso, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN)))
+        .ok()?;
+    // chrono reads second 60 as a leap second, kept in the nanoseconds (`%S` takes no
+    // fractions, so any nanoseconds mean one).
+    let real = t.nanosecond() == 0 && (0..=9999).contains(&t.year());
+    real.then(|| t.format(fmt).to_string())
 }
 
 #[cfg(test)]
@@ -538,7 +673,29 @@ mod tests {
             normalise_time("2025-01-31T13:45:00").as_deref(),
             Some("2025-01-31 13:45:00")
         );
-        assert_eq!(normalise_time("2025-02-30 00:00:00"), None);
-        assert_eq!(normalise_time("31/01/2025"), None);
+        assert_eq!(
+            normalise_time("2026-11-30").as_deref(),
+            Some("2026-11-30 00:00:00")
+        );
+        assert_eq!(
+            normalise_time("2024-02-29 23:59:59").as_deref(),
+            Some("2024-02-29 23:59:59")
+        );
+        for impossible in [
+            "2025-02-01 00:00:60",
+            "2025-02-01T23:59:60Z",
+            "2025-02-30 00:00:00",
+            "2025-02-29",
+            "2025-13-01 00:00:00",
+            "2025-01-01 24:00:00",
+            "2025-01-01 00:60:00",
+            "+12025-01-01 00:00:00",
+            "-0001-01-01 00:00:00",
+            "31/01/2025",
+            "2025-01-31 13:45",
+            "2025-01-31 13:45:00.5",
+        ] {
+            assert_eq!(normalise_time(impossible), None, "{impossible}");
+        }
     }
 }

@@ -114,7 +114,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             drop(bars);
             let mut err = std::io::stderr().lock();
             for row in &errors.errors {
-                let _ = writeln!(err, "{name}:{}: {}", row.line, row.message);
+                let message = output::terminal_safe(&row.message);
+                let _ = writeln!(err, "{name}:{}: {message}", row.line);
             }
             let more = errors.total.saturating_sub(errors.errors.len() as u64);
             if more > 0 {
@@ -124,8 +125,16 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
                     output::plural(more as i64, "bad row")
                 );
             }
+            let hint = match errors.quote_line {
+                // Skipping cannot help: the quote may have swallowed good rows.
+                Some(line) => format!(
+                    "fix the quote on line {line} first: it may hide rows, so --skip-bad-rows \
+                     cannot help"
+                ),
+                None => "--skip-bad-rows imports the good ones".into(),
+            };
             anyhow::bail!(
-                "{name}: {}, nothing imported (--skip-bad-rows imports the good ones)",
+                "{name}: {}, nothing imported ({hint})",
                 output::plural(errors.total as i64, "bad row")
             );
         }
@@ -143,7 +152,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     }
     let mut out = String::new();
     for row in &report.errors {
-        out.push_str(&format!("skipped {name}:{}: {}\n", row.line, row.message));
+        let message = output::terminal_safe(&row.message);
+        out.push_str(&format!("skipped {name}:{}: {message}\n", row.line));
     }
     out.push_str(&format!(
         "imported {} into {}",

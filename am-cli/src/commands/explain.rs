@@ -25,7 +25,8 @@ pub fn run(ctx: &Context, key: &str, dot: bool) -> anyhow::Result<()> {
         rule.id, rule.spec.rule_name, explained.plan_text
     );
     for n in &explained.nodes {
-        out.push_str(&format!("\nsql of #{} {}\n", n.rule_id, n.rule_name));
+        let name = output::terminal_safe(&n.rule_name);
+        out.push_str(&format!("\nsql of #{} {name}\n", n.rule_id));
         for line in n.sql.lines() {
             out.push_str("  ");
             out.push_str(line);

@@ -235,7 +235,8 @@ fn show(ctx: &Context, key: &str) -> anyhow::Result<()> {
         .dependants_of(rule.id)
         .context("cannot read the rules that use it")?;
     let mut out = String::new();
-    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<13} {v}\n"));
+    let mut field =
+        |k: &str, v: String| out.push_str(&format!("{k:<13} {}\n", output::terminal_safe(&v)));
     field("rule", format!("#{} {}", rule.id, spec.rule_name));
     if let Some(d) = spec.description.as_ref().filter(|d| !d.is_empty()) {
         field("description", d.clone());

@@ -122,8 +122,8 @@ pub fn report_text(report: &RefreshReport) -> String {
             out.push_str(&format!(
                 "#{} {}: {}\n",
                 n.rule_id,
-                n.rule_name,
-                one_line_short(error, ERROR_CHARS)
+                output::terminal_safe(&n.rule_name),
+                output::terminal_safe(&one_line_short(error, ERROR_CHARS))
             ));
         }
     }

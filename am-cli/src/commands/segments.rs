@@ -103,7 +103,9 @@ fn show(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
         return output::json(&s);
     }
     let mut out = String::new();
-    let field = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    let field = |out: &mut String, k: &str, v: String| {
+        out.push_str(&format!("{k:<14} {}\n", output::terminal_safe(&v)));
+    };
     field(&mut out, "segment", format!("#{} {}", s.id, s.segment_name));
     field(&mut out, "rule", format!("#{}", s.rule_id));
     if let Some(d) = &s.description {
@@ -198,7 +200,7 @@ fn export(
                 let obj = serde_json::json!({"user_id": id, "name": name, "email": email});
                 let sep = if first { "\n  " } else { ",\n  " };
                 first = false;
-                write!(w, "{sep}{obj}")
+                write!(w, "{sep}{}", output::json_safe(&obj.to_string()))
             })
         }
     };
@@ -213,7 +215,7 @@ fn export(
         eprintln!(
             "wrote {} of {} to {}",
             output::plural(s.row_count, "member"),
-            s.segment_name,
+            output::terminal_safe(&s.segment_name),
             p.display()
         );
     }
@@ -266,7 +268,7 @@ fn diff(
     };
     output::print(&format!(
         "{}: at the last refresh ({} UTC); {} now\n  entered {}{}\n  left    {}{}\n",
-        s.segment_name,
+        output::terminal_safe(&s.segment_name),
         s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S"),
         output::plural(s.row_count, "member"),
         output::count(changes.entered_total),

@@ -142,3 +142,62 @@ fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows() {
     assert!(!s.path("audience.db").exists());
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn an_unclosed_quote_refuses_the_file_with_its_line_even_with_skip_bad_rows() {
+    let s = Scratch::new();
+    let mut text = String::from(
+        "user_id,name,email,city_tier,created_at\n2,\"Ben Li,ben@example.com,1,2025-01-01\n",
+    );
+    for i in 0..200_000 {
+        text.push_str(&format!(
+            "{},U{i},u{i}@example.com,1,2025-01-01 00:00:00\n",
+            10 + i
+        ));
+    }
+    s.write("f.csv", &text);
+    for extra in [None, Some("--skip-bad-rows")] {
+        let o = run(s.am().args(["import", "users", "f.csv"]).args(extra));
+        assert_eq!(o.code, 1, "{extra:?}: {}", o.stdout);
+        assert_eq!(o.stdout, "");
+        assert_eq!(
+            o.stderr,
+            "f.csv:2: a quoted value opens on this line and is never closed: the 200000 lines \
+             after it were read as part of this row\n\
+             am: f.csv: 1 bad row, nothing imported (fix the quote on line 2 first: it may hide \
+             rows, so --skip-bad-rows cannot help)\n",
+            "{extra:?}"
+        );
+    }
+    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn import_takes_dates_as_midnight_and_refuses_second_60() {
+    let s = Scratch::new();
+    s.write(
+        "users.csv",
+        "user_id,name,email,city_tier,created_at\n\
+         1,Day,d@example.com,1,2026-11-30\n\
+         2,Leap,l@example.com,1,2025-02-01 00:00:60\n",
+    );
+    let o = run(s
+        .am()
+        .args(["import", "users", "users.csv", "--skip-bad-rows"]));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        "skipped users.csv:3: created_at \"2025-02-01 00:00:60\" is not a valid time like \
+         2025-01-31 13:45:00 or a date like 2025-01-31 (a real day, hours 00-23, minutes and \
+         seconds 00-59)\nimported 1 row into users, skipped 1 bad row\n"
+    );
+    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
+    let stored: String = conn
+        .query_row("SELECT created_at FROM users", [], |r| r.get(0))
+        .expect("row");
+    assert_eq!(stored, "2026-11-30 00:00:00");
+}

@@ -8,6 +8,7 @@ mod rules;
 mod run;
 mod serve;
 mod surface;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 

@@ -33,6 +33,10 @@ fn import(
     )
 }
 
+/// What the message for a bad time says is expected.
+const TIME_FORMS: &str = "2025-01-31 13:45:00 or a date like 2025-01-31 \
+                          (a real day, hours 00-23, minutes and seconds 00-59)";
+
 fn count(conn: &Connection, table: &str) -> i64 {
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
@@ -145,9 +149,10 @@ fn a_file_with_bad_rows_imports_nothing_and_names_every_line() {
             },
             RowError {
                 line: 6,
-                message: "transaction_date \"yesterday\" is not a time like 2025-01-31 13:45:00; \
-                          duplicate transaction_id 1 (already earlier in the file)"
-                    .into()
+                message: format!(
+                    "transaction_date \"yesterday\" is not a valid time like {TIME_FORMS}; \
+                     duplicate transaction_id 1 (already earlier in the file)"
+                )
             },
             RowError {
                 line: 7,
@@ -281,4 +286,191 @@ fn the_report_caps_the_listed_rows() {
     assert_eq!(errors.errors.len(), am_sql::import::MAX_REPORTED);
     assert_eq!(errors.errors[0].line, 2);
     assert!(errors.to_string().ends_with("; and 50 more"));
+}
+
+/// A users file: the header, then `rows` good users numbered from 10, with `bad` put in as
+/// line 2.
+fn users_after(bad: &str, rows: u64) -> String {
+    let mut text = String::from("user_id,name,email,city_tier,created_at\n");
+    text.push_str(bad);
+    text.push('\n');
+    for i in 0..rows {
+        text.push_str(&format!(
+            "{},User {i},u{i}@example.com,1,2025-01-01 00:00:00\n",
+            10 + i
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_quote_left_open_refuses_the_file_naming_its_line_even_when_skipping() {
+    let (_dir, mut conn) = setup();
+    let text = users_after("2,\"Ben Li,ben@example.com,1,2025-01-01 00:00:00", 200_000);
+    for skip in [false, true] {
+        let err = import(&mut conn, ImportTable::Users, &text, skip).unwrap_err();
+        let Error::Import(errors) = &err else {
+            panic!("expected an import error, got {err:?}");
+        };
+        assert_eq!(
+            errors.errors,
+            vec![RowError {
+                line: 2,
+                message: "a quoted value opens on this line and is never closed: \
+                          the 200000 lines after it were read as part of this row"
+                    .into()
+            }],
+            "skip {skip}"
+        );
+        assert_eq!((errors.total, errors.quote_line), (1, Some(2)));
+        assert!(
+            err.to_string().starts_with(
+                "1 bad row in the users file, nothing imported (the quoted value on line 2 \
+                 may hide rows, so bad rows cannot be skipped); line 2: a quoted value opens"
+            ),
+            "{err}"
+        );
+        assert_eq!(count(&conn, "users"), 0, "skip {skip}");
+    }
+
+    // Good rows before the quote are not kept either, and a quote opening on the last line
+    // (with no final newline) is caught too.
+    let text = "user_id,name,email,city_tier,created_at\n\
+                1,Asha,asha@example.com,1,\n\
+                2,Ben,ben@example.com,\"1,";
+    let Err(Error::Import(errors)) = import(&mut conn, ImportTable::Users, text, true) else {
+        panic!("expected an import error");
+    };
+    assert_eq!(
+        errors.errors,
+        vec![RowError {
+            line: 3,
+            message: "a quoted value opens on this line and is never closed".into()
+        }]
+    );
+    assert_eq!(count(&conn, "users"), 0);
+}
+
+#[test]
+fn a_bad_row_running_over_lines_refuses_the_file_even_when_skipping() {
+    let (_dir, mut conn) = setup();
+    // The quote opened on line 2 is closed by the first quote of line 5: lines 3 and 4 are
+    // swallowed into one bad row.
+    let text = "user_id,name,email,city_tier,created_at\n\
+                2,\"Ben Li,ben@example.com,1,\n\
+                3,Cy,cy@example.com,1,\n\
+                4,Dev,dev@example.com,1,\n\
+                5,\"Eve, E\",eve@example.com,1,\n\
+                6,Fay,fay@example.com,1,\n";
+    for skip in [false, true] {
+        let Err(Error::Import(errors)) = import(&mut conn, ImportTable::Users, text, skip) else {
+            panic!("expected an import error");
+        };
+        assert_eq!(errors.quote_line, Some(2));
+        assert_eq!(
+            errors.errors,
+            vec![RowError {
+                line: 2,
+                message: "expected 5 fields, found 6; a quoted value in this row runs on to \
+                          line 5: is a closing quote missing?"
+                    .into()
+            }]
+        );
+        assert_eq!(count(&conn, "users"), 0, "skip {skip}");
+    }
+
+    // A good value over several lines is still a good row, at the end of the file too.
+    let text = "user_id,name,email,city_tier,created_at\n\
+                1,\"Two\nLines\",a@example.com,1,\n\
+                2,B,b@example.com,1,\"2025-01-01\"\n\
+                3,\"Ends\n\",c@example.com,1,2025-01-01 00:00:00\n\
+                4,D,d@example.com,1,\"2025-01-01 00:00:00\"";
+    let report = import(&mut conn, ImportTable::Users, text, false).unwrap();
+    assert_eq!((report.imported, report.skipped), (4, 0));
+
+    // Escaped quotes, a quote inside an unquoted value and CRLF line ends close nothing.
+    let text = "user_id,name,email,city_tier,created_at\r\n\
+                5,\"say \"\"hi\"\"\",e@example.com,1,\r\n\
+                6,6\" screen,f@example.com,1,";
+    let report = import(&mut conn, ImportTable::Users, text, false).unwrap();
+    assert_eq!((report.imported, report.skipped), (2, 0));
+    let name: String = conn
+        .query_row("SELECT name FROM users WHERE user_id = 6", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "6\" screen");
+}
+
+#[test]
+fn a_header_quote_left_open_is_named() {
+    let (_dir, mut conn) = setup();
+    let err = import(
+        &mut conn,
+        ImportTable::Users,
+        &users_after("1,A,a@example.com,1,", 3).replacen("name", "\"name", 1),
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "header: a quoted column name runs over several lines: is a closing quote missing on \
+         line 1?; expected user_id,name,email,city_tier,created_at"
+    );
+}
+
+#[test]
+fn impossible_times_are_bad_rows_and_dates_are_midnight() {
+    let (_dir, mut conn) = setup();
+    let users = "user_id,name,email,city_tier,created_at\n\
+                 1,Leap,l@example.com,1,2025-02-01 00:00:60\n\
+                 2,Feb,f@example.com,1,2025-02-30 10:00:00\n\
+                 3,Day,d@example.com,1,2026-11-30\n\
+                 4,Iso,i@example.com,1,2025-02-01T23:59:59Z\n\
+                 5,Big,b@example.com,1,+12025-01-01 00:00:00\n";
+    let Err(Error::Import(errors)) = import(&mut conn, ImportTable::Users, users, false) else {
+        panic!("expected an import error");
+    };
+    let bad = |line, column: &str, raw: &str| RowError {
+        line,
+        message: format!("{column} {raw:?} is not a valid time like {TIME_FORMS}"),
+    };
+    assert_eq!(
+        errors.errors,
+        vec![
+            bad(2, "created_at", "2025-02-01 00:00:60"),
+            bad(3, "created_at", "2025-02-30 10:00:00"),
+            bad(6, "created_at", "+12025-01-01 00:00:00"),
+        ]
+    );
+    let report = import(&mut conn, ImportTable::Users, users, true).unwrap();
+    assert_eq!((report.imported, report.skipped), (2, 3));
+
+    let card = "transaction_id,user_id,amount,merchant,category,transaction_date\n\
+                1,3,10,Cafe,Dining,2026-11-30\n\
+                2,3,10,Cafe,Dining,2026-11-30 24:00:00\n";
+    let report = import(&mut conn, ImportTable::CreditCard, card, true).unwrap();
+    assert_eq!(
+        report.errors,
+        vec![bad(3, "transaction_date", "2026-11-30 24:00:00")]
+    );
+
+    // Stored in the one form, which SQLite's date functions read.
+    let times: Vec<(String, Option<f64>)> = conn
+        .prepare(
+            "SELECT created_at, julianday(created_at) FROM users UNION ALL \
+             SELECT transaction_date, julianday(transaction_date) FROM credit_card_transactions",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        times.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        [
+            "2026-11-30 00:00:00",
+            "2025-02-01 23:59:59",
+            "2026-11-30 00:00:00"
+        ]
+    );
+    assert!(times.iter().all(|(_, day)| day.is_some()), "{times:?}");
 }
