@@ -49,6 +49,9 @@ pub enum Command {
     /// Look at segments: sizes, members, changes, exports.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Look at run history: every refresh of every rule, how it ended and why.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Serve the HTTP API and the web UI on this database and run the scheduler.
     Serve(ServeArgs),
 }
@@ -214,6 +217,36 @@ pub enum SegmentsCommand {
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only the runs of this rule (id or name).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only runs with this status.
+        #[arg(long, value_enum)]
+        status: Option<RunStatusArg>,
+        /// At most this many runs (1 to 100).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+    },
+    /// Show one run: its rule, trigger, times, members and error.
+    Show {
+        /// The run's id.
+        id: i64,
+    },
+}
+
+/// A run's status, as `am runs list --status` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunStatusArg {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => commands::demo::run(&ctx, &args),
         Command::Run(args) => commands::run::run(&ctx, &args),
         Command::Segments(cmd) => commands::segments::run(&ctx, cmd),
+        Command::Runs(cmd) => commands::runs::run(&ctx, cmd),
         Command::Serve(args) => commands::serve::run(&ctx, &args),
     }
 }

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod init;
 pub mod rules;
 pub mod run;
+pub mod runs;
 pub mod segments;
 pub mod serve;
 

@@ -6,6 +6,7 @@ mod demo;
 mod errors;
 mod rules;
 mod run;
+mod runs;
 mod serve;
 mod surface;
 mod terminal;
