@@ -149,3 +149,39 @@ fn a_run_killed_with_its_process_reads_as_failed() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.stderr, "am: no run #999999 (see `am runs list`)\n");
 }
+
+#[test]
+fn a_generate_killed_midway_leaves_the_data_and_change_tracking_as_they_were() {
+    let s = Scratch::new();
+    assert_eq!(run(s.am().arg("init")).code, 0);
+    let mut load = spawn_am(
+        &s,
+        &["generate", "--users", "100000", "--transactions", "1000000"],
+    );
+    // Mid-load: the WAL fills with the rows written so far.
+    let wal = s.path("audience.db-wal");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        assert!(
+            load.try_wait().expect("poll").is_none(),
+            "the load ended early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&load, "KILL");
+    load.wait().expect("wait");
+
+    // Read before any `am` opens the file (opening would repair missing triggers).
+    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
+    let (triggers, users): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'trigger'
+                     AND name LIKE '%data_version%'),
+                    (SELECT count(*) FROM users)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!((triggers, users), (9, 0));
+}
