@@ -8,6 +8,7 @@ mod auth_and_ui;
 mod concurrency;
 mod guard;
 mod limits;
+mod openapi;
 mod scheduler;
 mod shutdown;
 mod startup;
