@@ -254,9 +254,34 @@ pub struct ServeArgs {
     /// The address to listen on: an IP address or a host name, and a port.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = host_port)]
     pub addr: String,
-    /// Require `Authorization: Bearer TOKEN` on every API call.
+    /// Require `Authorization: Bearer TOKEN` on every API call. A token on the command line
+    /// is visible to every user of this machine (`ps`): prefer the AM_API_TOKEN environment
+    /// variable.
     #[arg(long, env = "AM_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Also answer requests for this host name, with or without a port (`am.example`,
+    /// `am.example:8443`; `*` for any): the server refuses other `Host` headers against DNS
+    /// rebinding. Repeatable; AM_ALLOWED_HOSTS takes a comma-separated list.
+    #[arg(
+        long = "allowed-host",
+        env = "AM_ALLOWED_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ',',
+        value_parser = allowed_host
+    )]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `HOST`, `HOST:PORT` or `*`, for `--allowed-host`.
+fn allowed_host(text: &str) -> Result<String, String> {
+    if am_http::guard::is_allowed_host_entry(text) {
+        Ok(text.trim().to_string())
+    } else {
+        Err(
+            "expected a host name with or without a port, e.g. am.example or am.example:8080"
+                .into(),
+        )
+    }
 }
 
 /// `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`): checked here for its

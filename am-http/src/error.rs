@@ -30,8 +30,9 @@ pub struct ErrorBody {
 /// What went wrong: a stable `code`, a sentence for people, and the paths of a rule's problems.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorObject {
-    /// One of `bad_request`, `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
-    /// `payload_too_large`, `unsupported_media_type`, `invalid_rule`, `unavailable`, `internal`.
+    /// One of `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `request_timeout`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `invalid_rule`, `unavailable`, `internal`.
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -68,6 +69,11 @@ impl ApiError {
         )
     }
 
+    /// A request the server refuses whoever sends it: a foreign `Host`, a cross-site write.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -77,6 +83,17 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "this method is not allowed on this path",
+        )
+    }
+
+    pub fn request_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} seconds",
+                limit.as_secs_f64()
+            ),
         )
     }
 
@@ -129,6 +146,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     fn body(&self) -> ErrorBody {

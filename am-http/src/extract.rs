@@ -1,11 +1,10 @@
 //! Extractors whose rejections answer with the API's error body: JSON bodies (400 for
-//! syntax, 413 over the limit, 415 without a JSON content type), rule bodies (422 with the
+//! syntax, 408 too slow, 413 over the limit, 415 without a JSON content type), rule bodies (422 with the
 //! path of every problem), query strings and path parameters (400), and pagination.
 
 use am_core::rule::RuleSpec;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::Deserialize;
@@ -35,19 +34,13 @@ fn is_json(parts: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// The body of a JSON request, within the size limit.
+/// The body of a JSON request, within the size limit and the body deadline.
 async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     if !is_json(&req) {
         return Err(ApiError::unsupported_media_type());
     }
-    let limit = state.config.body_limit;
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(limit)
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {rejection}"))
-        }
-    })
+    let config = &state.config;
+    crate::body::read_limited(req.into_body(), config.body_limit, config.body_timeout).await
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -124,8 +117,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 4294967295_i64)]
     pub page: Option<i64>,
     /// Items per page, 1..=100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 
@@ -146,13 +141,16 @@ pub struct Page {
 
 pub const MAX_PER_PAGE: i64 = 100;
 
+/// Pages are counted in `u32`.
+pub const MAX_PAGE: i64 = u32::MAX as i64;
+
 impl PageQuery {
     pub fn validate(self) -> Result<Page, ApiError> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(10);
-        if page < 1 || page > i64::from(u32::MAX) {
+        if !(1..=MAX_PAGE).contains(&page) {
             return Err(ApiError::bad_request(format!(
-                "page must be at least 1, got {page}"
+                "page must be between 1 and {MAX_PAGE}, got {page}"
             )));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -171,6 +169,7 @@ impl PageQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     fn q(page: Option<i64>, per_page: Option<i64>) -> Result<Page, ApiError> {
         PageQuery { page, per_page }.validate()
@@ -202,5 +201,16 @@ mod tests {
             assert_eq!(err.status(), StatusCode::BAD_REQUEST);
             assert_eq!(err.code(), "bad_request");
         }
+    }
+
+    #[test]
+    fn a_page_beyond_u32_names_both_bounds() {
+        let err = q(Some(4_294_967_296), None).expect_err("out of range");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message(),
+            "page must be between 1 and 4294967295, got 4294967296"
+        );
+        assert!(q(Some(4_294_967_295), None).is_ok());
     }
 }

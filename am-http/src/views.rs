@@ -50,21 +50,29 @@ pub struct ReuseView {
 pub struct RuleView {
     pub id: i64,
     pub rule_name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
-    /// The conditions exactly as written.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::api::doc::conditions_schema)]
     pub conditions: serde_json::Value,
+    #[schema(required = true)]
     pub schedule: Option<String>,
+    #[schema(required = true)]
     pub start_date: Option<String>,
+    #[schema(required = true)]
     pub end_date: Option<String>,
     pub depends_on: Vec<i64>,
+    #[schema(required = true)]
     pub operation: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The schedule in words; null for manual-only rules.
+    #[schema(required = true)]
     pub schedule_description: Option<String>,
+    #[schema(required = true)]
     pub next_run_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub last_run: Option<RunView>,
+    #[schema(required = true)]
     pub segment_id: Option<i64>,
     pub reuses: Vec<ReuseView>,
 }
@@ -74,7 +82,9 @@ pub struct RuleView {
 pub struct RulePage {
     pub items: Vec<RuleView>,
     pub total: i64,
+    #[schema(value_type = u64)]
     pub page: u32,
+    #[schema(value_type = u64)]
     pub pages: u32,
 }
 
@@ -83,6 +93,7 @@ pub struct RulePage {
 pub struct RunView {
     pub id: i64,
     /// Null once the rule has been deleted.
+    #[schema(required = true)]
     pub rule_id: Option<i64>,
     pub rule_name: String,
     /// `queued`, `running`, `succeeded` or `failed`.
@@ -90,11 +101,17 @@ pub struct RunView {
     /// `manual`, `schedule`, `cli`, `api` or `upstream`.
     pub trigger: String,
     pub queued_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub row_count: Option<i64>,
+    #[schema(required = true)]
     pub entered: Option<i64>,
+    #[schema(required = true)]
     pub left: Option<i64>,
+    #[schema(required = true)]
     pub error: Option<String>,
 }
 
@@ -129,6 +146,7 @@ pub struct SegmentView {
     pub id: i64,
     pub rule_id: i64,
     pub segment_name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub table_name: String,
     pub row_count: i64,
@@ -158,7 +176,9 @@ pub struct SegmentDetail {
 pub struct SegmentPage {
     pub items: Vec<SegmentView>,
     pub total: i64,
+    #[schema(value_type = u64)]
     pub page: u32,
+    #[schema(value_type = u64)]
     pub pages: u32,
 }
 
@@ -195,8 +215,7 @@ pub fn segment_view(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SampleData {
     pub columns: Vec<String>,
-    /// Rows of `[user_id, name, email]`.
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(schema_with = crate::api::doc::sample_rows_schema)]
     pub data: Vec<Vec<serde_json::Value>>,
 }
 
@@ -215,6 +234,7 @@ pub struct PlanNodeView {
     pub rule_name: String,
     /// Rules this node reads (explicit dependencies and reused segments).
     pub upstream: Vec<i64>,
+    #[schema(required = true)]
     pub reuse: Option<ReuseView>,
     /// The SELECT that computes this node's members.
     pub sql: String,
@@ -247,7 +267,9 @@ pub struct PreviewView {
 pub struct LineageNode {
     pub rule_id: i64,
     pub rule_name: String,
+    #[schema(required = true)]
     pub segment_id: Option<i64>,
+    #[schema(required = true)]
     pub row_count: Option<i64>,
     /// `target` or `upstream`.
     pub role: String,
@@ -261,6 +283,7 @@ pub struct LineageEdge {
     /// `depends_on` or `reuse`.
     pub kind: String,
     /// For `depends_on`: the child's operation; for `reuse`: the reuse kind.
+    #[schema(required = true)]
     pub operation: Option<String>,
 }
 

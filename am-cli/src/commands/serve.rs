@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use am_http::{ServerConfig, SystemClock};
+use am_http::{Server, ServerConfig, SystemClock};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -28,25 +28,28 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<()> {
         if let Some(token) = args.token.as_ref().filter(|t| !t.trim().is_empty()) {
             config.token = Some(token.clone());
         }
+        config.allowed_hosts = args.allowed_hosts.clone();
+        let path = store.path().to_path_buf();
+        let token_required = config.token.is_some();
+        // Start before announcing: a read-only database or a scheduler that cannot start
+        // fails here, and the banner promises a server that is really serving.
+        let server = Server::start(listener, store, config, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("cannot serve {}", path.display()))?;
         eprintln!(
             "serving {} on http://{} (API under /api{}); press Ctrl-C to stop",
-            store.path().display(),
+            path.display(),
             addr,
-            if config.token.is_some() {
+            if token_required {
                 ", token required"
             } else {
                 ""
             }
         );
-        am_http::serve_on(
-            listener,
-            store,
-            config,
-            Arc::new(SystemClock),
-            shutdown_signal(),
-        )
-        .await
-        .context("the server stopped")
+        server
+            .run(shutdown_signal())
+            .await
+            .context("the server stopped")
     })?;
     eprintln!("stopped");
     Ok(())

@@ -43,6 +43,7 @@ impl Scratch {
         cmd.current_dir(self.dir.path())
             .env_remove("AM_DB")
             .env_remove("AM_API_TOKEN")
+            .env_remove("AM_ALLOWED_HOSTS")
             .env_remove("RUST_LOG");
         cmd
     }

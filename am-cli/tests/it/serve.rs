@@ -1,6 +1,7 @@
-//! `am serve`: the banner only once listening, and host names in `--addr`.
+//! `am serve`: the banner only once listening and able to serve, host names in `--addr`,
+//! `--allowed-host`, and what `--help` says about the token.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 
 use crate::{Scratch, run};
@@ -49,4 +50,68 @@ fn a_host_name_is_resolved() {
     )
     .expect("pattern");
     assert!(re.is_match(&line), "{line:?}");
+}
+
+/// Marks the database read-only for SQLite itself (file-format write version 3 at byte 18
+/// of the header): tests may run as root, where file permissions do not stop writes.
+fn make_read_only(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    drop(conn);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open file");
+    file.seek(SeekFrom::Start(18)).expect("seek");
+    file.write_all(&[3]).expect("write header");
+}
+
+#[test]
+fn a_read_only_database_is_refused_without_announcing_a_server() {
+    let s = Scratch::new();
+    assert_eq!(run(s.am().arg("init")).code, 0);
+    make_read_only(&s.path("audience.db"));
+    // Reads still work: the file is a good database, only not writable.
+    assert_eq!(run(s.am().args(["rules", "list"])).code, 0);
+    let out = run(s.am().args(["serve", "--addr", "127.0.0.1:0"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("serving"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("am: cannot serve audience.db: the database audience.db is read-only"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn help_warns_that_a_token_on_the_command_line_is_visible() {
+    let out = run(Scratch::new().am().args(["serve", "--help"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("visible to every user of this machine (`ps`)"),
+        "{help}"
+    );
+    assert!(
+        help.contains("prefer the AM_API_TOKEN environment variable"),
+        "{help}"
+    );
+    assert!(help.contains("--allowed-host"), "{help}");
+}
+
+#[test]
+fn allowed_hosts_are_checked_for_their_shape() {
+    let s = Scratch::new();
+    assert_eq!(run(s.am().arg("init")).code, 0);
+    let out = run(s.am().args(["serve", "--allowed-host", "not a host"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("expected a host name with or without a port"),
+        "{}",
+        out.stderr
+    );
 }

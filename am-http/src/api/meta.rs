@@ -77,6 +77,7 @@ pub async fn fields() -> Json<Vec<FieldView>> {
 #[into_params(parameter_in = Query)]
 pub struct DescribeQuery {
     /// A crontab line or `@` name.
+    #[param(min_length = 1)]
     pub schedule: String,
 }
 

@@ -1,6 +1,7 @@
 //! The REST API under `/api` (contract section 3, docs/api.md), collected with utoipa-axum
 //! so the OpenAPI document is generated from the handlers themselves.
 
+pub mod doc;
 pub mod meta;
 pub mod rules;
 pub mod runs;
@@ -9,8 +10,8 @@ pub mod segments;
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -53,6 +54,8 @@ pub fn routes() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(meta::fields))
         .routes(routes!(meta::describe_schedule))
         .split_for_parts();
+    let mut doc = doc;
+    doc::CommonResponses.modify(&mut doc);
     let json = doc.clone();
     let router = router.route(
         "/api/openapi.json",

@@ -153,7 +153,7 @@ pub async fn list_rules(
 
 /// Create a rule.
 #[utoipa::path(post, path = "/api/rules", tag = "rules",
-    request_body(content = Object, description = "a rule (contract section 2)"),
+    request_body(content = crate::api::doc::RuleInput, description = "a rule (contract section 2)"),
     responses((status = 201, body = Created), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_rule(
@@ -193,7 +193,7 @@ pub async fn get_rule(
 
 /// Replace a rule.
 #[utoipa::path(put, path = "/api/rules/{id}", tag = "rules", params(("id" = i64, Path)),
-    request_body(content = Object, description = "a rule (contract section 2)"),
+    request_body(content = crate::api::doc::RuleInput, description = "a rule (contract section 2)"),
     responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_rule(
@@ -274,7 +274,7 @@ pub(crate) fn plan_view(explained: &Explain, names: &HashMap<RuleId, String>) ->
 /// saving it. With `rule_id`, the rule is an edit of that stored rule: it is planned in place
 /// of the saved version (never reusing it, 422 for a dependency cycle through it).
 #[utoipa::path(post, path = "/api/rules/preview", tag = "rules", params(PreviewQuery),
-    request_body(content = Object, description = "a rule (contract section 2)"),
+    request_body(content = crate::api::doc::RuleInput, description = "a rule (contract section 2)"),
     responses((status = 200, body = PreviewView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn preview_rule(

@@ -17,9 +17,11 @@ use crate::views::{RunList, RunView};
 pub struct RunsQuery {
     /// Only runs of this rule.
     pub rule_id: Option<i64>,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded` or `failed` (empty: any).
+    #[param(pattern = "^(queued|running|succeeded|failed)?$")]
     pub status: Option<String>,
     /// At most this many, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

@@ -1,5 +1,6 @@
 //! A server on 127.0.0.1:0 over a temporary database with generated data.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use am_sql::datagen::{GenerateOptions, generate};
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -48,6 +51,8 @@ pub fn store_with_data(users: u64, transactions: u64) -> (tempfile::TempDir, Sto
 
 pub struct TestServer {
     pub base: String,
+    /// Where clients connect: the bound port on 127.0.0.1.
+    pub addr: SocketAddr,
     pub client: Client,
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
@@ -65,13 +70,22 @@ impl TestServer {
         users: u64,
         transactions: u64,
     ) -> TestServer {
+        TestServer::start_on("127.0.0.1:0", configure, users, transactions).await
+    }
+
+    /// A server listening on `bind` (`0.0.0.0:0` for all interfaces).
+    pub async fn start_on(
+        bind: &str,
+        configure: impl FnOnce(&mut ServerConfig),
+        users: u64,
+        transactions: u64,
+    ) -> TestServer {
         let (dir, store) = store_with_data(users, transactions);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        let bound = listener.local_addr().expect("addr");
+        let addr = SocketAddr::from(([127, 0, 0, 1], bound.port()));
         let mut config = ServerConfig {
-            addr,
+            addr: bound,
             ..ServerConfig::default()
         };
         configure(&mut config);
@@ -87,6 +101,7 @@ impl TestServer {
         ));
         TestServer {
             base: format!("http://{addr}"),
+            addr,
             client: Client::new(),
             store,
             shutdown: Some(tx),
@@ -201,4 +216,68 @@ pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &s
             .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+/// A response read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads one response (head and a `Content-Length` body) from `stream`.
+pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.expect("read response");
+        assert!(n > 0, "connection closed before a response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.expect("read body");
+        assert!(n > 0, "connection closed inside the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    RawResponse { status, head, body }
+}
+
+/// Sends `request` (head and body) on a new connection and reads the response.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("send request");
+    read_response(&mut stream).await
+}
+
+/// A GET of `path` naming `host`, on a connection of its own.
+pub async fn get_with_host(addr: SocketAddr, path: &str, host: &str) -> RawResponse {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    raw_request(addr, request.as_bytes()).await
 }
