@@ -26,10 +26,10 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if cause.is::<Invalid>() || cause.is::<am_core::error::ValidationErrors>() {
             return INVALID;
         }
-        if let Some(e) = cause.downcast_ref::<am_sql::Error>() {
-            if matches!(e, am_sql::Error::Invalid(_) | am_sql::Error::Plan(_)) {
-                return INVALID;
-            }
+        if let Some(e) = cause.downcast_ref::<am_sql::Error>()
+            && matches!(e, am_sql::Error::Invalid(_) | am_sql::Error::Plan(_))
+        {
+            return INVALID;
         }
     }
     ERROR

@@ -291,10 +291,10 @@ impl DependencyFinder {
                         .collect(),
                     None => find_part(*fp, &c.form).map(|i| vec![i]),
                 };
-                if let Some(covered) = covered {
-                    if !exclude(c.id) {
-                        out.push((c, covered));
-                    }
+                if let Some(covered) = covered
+                    && !exclude(c.id)
+                {
+                    out.push((c, covered));
                 }
             }
         }

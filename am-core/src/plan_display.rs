@@ -261,10 +261,10 @@ impl Plan {
         let mut seen = std::collections::BTreeSet::new();
         for (i, stage) in self.stages.iter().enumerate() {
             for id in stage {
-                if let Some(n) = by_id.get(id) {
-                    if seen.insert(*id) {
-                        out.push((i + 1, *n));
-                    }
+                if let Some(n) = by_id.get(id)
+                    && seen.insert(*id)
+                {
+                    out.push((i + 1, *n));
                 }
             }
         }

@@ -124,16 +124,16 @@ fn check_ranges(fields: &[&str]) -> Result<(), String> {
         for part in field.split(',') {
             // After a `/` comes a step, not a value of the field.
             let (values, step) = part.split_once('/').unwrap_or((part, ""));
-            if let Ok(n) = step.parse::<u32>() {
-                if n == 0 {
-                    return Err(format!("{name} step must be at least 1 in {field:?}"));
-                }
+            if let Ok(n) = step.parse::<u32>()
+                && n == 0
+            {
+                return Err(format!("{name} step must be at least 1 in {field:?}"));
             }
             for value in values.split('-') {
-                if let Ok(n) = value.parse::<u32>() {
-                    if n < lo || n > hi {
-                        return Err(format!("{name} {n} is out of range {lo}-{hi}"));
-                    }
+                if let Ok(n) = value.parse::<u32>()
+                    && (n < lo || n > hi)
+                {
+                    return Err(format!("{name} {n} is out of range {lo}-{hi}"));
                 }
             }
         }

@@ -324,13 +324,13 @@ fn check(spec: &RuleSpec, require_conditions: bool) -> Result<CheckedRule, Valid
             None
         }
     });
-    if let (Some(s), Some(e)) = (start, end) {
-        if e < s {
-            problems.push(problem(
-                "end_date",
-                format!("ends ({}) before start_date ({})", fmt_time(e), fmt_time(s)),
-            ));
-        }
+    if let (Some(s), Some(e)) = (start, end)
+        && e < s
+    {
+        problems.push(problem(
+            "end_date",
+            format!("ends ({}) before start_date ({})", fmt_time(e), fmt_time(s)),
+        ));
     }
     let window = Window::Range { start, end };
 
@@ -1278,14 +1278,14 @@ impl Checker {
         };
         let start = bound("start", true);
         let end = bound("end", false);
-        if let (Some(s), Some(e)) = (start, end) {
-            if e < s {
-                self.err(
-                    &format!("{path}.end"),
-                    format!("ends ({}) before the start ({})", fmt_time(e), fmt_time(s)),
-                );
-                ok = false;
-            }
+        if let (Some(s), Some(e)) = (start, end)
+            && e < s
+        {
+            self.err(
+                &format!("{path}.end"),
+                format!("ends ({}) before the start ({})", fmt_time(e), fmt_time(s)),
+            );
+            ok = false;
         }
         ok.then_some(Window::Range { start, end })
     }

@@ -205,10 +205,10 @@ impl Scheduler {
             let rules = store.all_rules()?;
             let mut last = HashMap::new();
             for rule in &rules {
-                if rule.spec.schedule.is_some() {
-                    if let Some(at) = last_scheduled_fire(&store, rule.id)? {
-                        last.insert(rule.id, at);
-                    }
+                if rule.spec.schedule.is_some()
+                    && let Some(at) = last_scheduled_fire(&store, rule.id)?
+                {
+                    last.insert(rule.id, at);
                 }
             }
             Ok::<_, am_sql::Error>((rules, last))
@@ -463,12 +463,11 @@ fn execute(
     if let Err(e) = &result {
         // The refresh records its own failure when it got that far; this covers errors
         // before it could (the rule deleted meanwhile, the database locked).
-        if let Ok(conn) = store.connection() {
-            if let Ok(run) = am_sql::runs::get_run(&conn, run_id) {
-                if run.status.is_active() {
-                    let _ = am_sql::runs::mark_failed(&conn, run_id, &e.to_string());
-                }
-            }
+        if let Ok(conn) = store.connection()
+            && let Ok(run) = am_sql::runs::get_run(&conn, run_id)
+            && run.status.is_active()
+        {
+            let _ = am_sql::runs::mark_failed(&conn, run_id, &e.to_string());
         }
     }
     result

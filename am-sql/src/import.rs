@@ -308,7 +308,7 @@ fn import_rows<R: Read>(
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
                         insert.execute(rusqlite::params_from_iter(cells.iter()))?;
                         imported += 1;
-                        if imported % 10_000 == 0 {
+                        if imported.is_multiple_of(10_000) {
                             progress.advance(10_000);
                         }
                     }

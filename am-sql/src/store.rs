@@ -179,10 +179,10 @@ impl Store {
         // One read transaction: the rules read are the ones the fingerprint describes.
         let tx = conn.transaction()?;
         let key = RulesFingerprint::read(&tx)?;
-        if let Some((at, rules)) = &self.cache().rules {
-            if *at == key {
-                return Ok(Arc::clone(rules));
-            }
+        if let Some((at, rules)) = &self.cache().rules
+            && *at == key
+        {
+            return Ok(Arc::clone(rules));
         }
         let rules = Arc::new(RuleSet::plan(crate::rules::all_rules(&tx)?));
         tx.finish()?;
@@ -197,10 +197,10 @@ impl Store {
         // One read transaction: the summary is of the data at the version read.
         let tx = conn.transaction()?;
         let version = db::data_version(&tx)?;
-        if let Some((at, summary)) = self.cache().summary {
-            if at == version {
-                return Ok(summary);
-            }
+        if let Some((at, summary)) = self.cache().summary
+            && at == version
+        {
+            return Ok(summary);
         }
         let summary = catalog::summary(&tx)?;
         tx.finish()?;

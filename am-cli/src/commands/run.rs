@@ -172,10 +172,10 @@ const ERROR_CHARS: usize = 200;
 /// or RFC 3339 with an offset.
 pub fn parse_as_of(text: &str) -> anyhow::Result<Timestamp> {
     let t = text.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        if let Some(end) = d.and_hms_opt(23, 59, 59) {
-            return Ok(end);
-        }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        && let Some(end) = d.and_hms_opt(23, 59, 59)
+    {
+        return Ok(end);
     }
     for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(ts) = NaiveDateTime::parse_from_str(t, format) {

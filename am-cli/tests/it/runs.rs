@@ -70,16 +70,18 @@ fn signal(child: &Child, name: &str) {
 
 /// Starts `am run --all` and stops it (SIGSTOP) once one of its runs is running.
 fn stopped_mid_run(s: &Scratch) -> Child {
-    let child = spawn_am(s, &["run", "--all"]);
+    let mut child = spawn_am(s, &["run", "--all"]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    while Instant::now() < deadline {
         if runs_json(s).iter().any(|r| r["status"] == "running") {
             signal(&child, "STOP");
             return child;
         }
-        assert!(Instant::now() < deadline, "no run ever started");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("no run ever started");
 }
 
 #[test]

@@ -141,10 +141,10 @@ impl Modify for CommonResponses {
                     add_error(op, "503");
                 }
                 for (status, response) in op.responses.responses.iter_mut() {
-                    if let RefOr::T(response) = response {
-                        if response.description.is_empty() {
-                            response.description = describe_status(status).to_string();
-                        }
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = describe_status(status).to_string();
                     }
                 }
             }

@@ -231,7 +231,7 @@ pub async fn export(
                 csv_field(&mut buf, email.unwrap_or(""));
                 buf.push('\n');
                 rows += 1;
-                if rows % EXPORT_CHUNK_ROWS == 0 {
+                if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
                     let chunk = Bytes::from(std::mem::take(&mut buf));
                     // The client went away: stop reading.
                     tx.blocking_send(Ok(chunk)).map_err(|_| ())?;

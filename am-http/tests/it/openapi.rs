@@ -126,10 +126,10 @@ impl<'a> Checker<'a> {
                 return;
             }
         }
-        if let Some(options) = keywords.get("enum").and_then(Value::as_array) {
-            if !options.contains(value) {
-                errors.push(format!("{at}: {value} is not one of {options:?}"));
-            }
+        if let Some(options) = keywords.get("enum").and_then(Value::as_array)
+            && !options.contains(value)
+        {
+            errors.push(format!("{at}: {value} is not one of {options:?}"));
         }
         match value {
             Value::Object(map) => {
@@ -151,25 +151,23 @@ impl<'a> Checker<'a> {
                         }
                     }
                 }
-                if strict {
-                    if let Some(listed) = self.properties(schema) {
-                        for name in map.keys().filter(|n| !listed.contains(*n)) {
-                            errors.push(format!("{at}: property `{name}` is not in the document"));
-                        }
+                if strict && let Some(listed) = self.properties(schema) {
+                    for name in map.keys().filter(|n| !listed.contains(*n)) {
+                        errors.push(format!("{at}: property `{name}` is not in the document"));
                     }
                 }
             }
             Value::Array(items) => {
                 let len = items.len() as u64;
-                if let Some(min) = keywords.get("minItems").and_then(Value::as_u64) {
-                    if len < min {
-                        errors.push(format!("{at}: {len} items, fewer than {min}"));
-                    }
+                if let Some(min) = keywords.get("minItems").and_then(Value::as_u64)
+                    && len < min
+                {
+                    errors.push(format!("{at}: {len} items, fewer than {min}"));
                 }
-                if let Some(max) = keywords.get("maxItems").and_then(Value::as_u64) {
-                    if len > max {
-                        errors.push(format!("{at}: {len} items, more than {max}"));
-                    }
+                if let Some(max) = keywords.get("maxItems").and_then(Value::as_u64)
+                    && len > max
+                {
+                    errors.push(format!("{at}: {len} items, more than {max}"));
                 }
                 if let Some(item) = keywords.get("items") {
                     for (i, v) in items.iter().enumerate() {
@@ -179,15 +177,15 @@ impl<'a> Checker<'a> {
             }
             Value::Number(n) => {
                 let x = n.as_f64().unwrap_or(f64::NAN);
-                if let Some(min) = keywords.get("minimum").and_then(Value::as_f64) {
-                    if x < min {
-                        errors.push(format!("{at}: {n} is below the minimum {min}"));
-                    }
+                if let Some(min) = keywords.get("minimum").and_then(Value::as_f64)
+                    && x < min
+                {
+                    errors.push(format!("{at}: {n} is below the minimum {min}"));
                 }
-                if let Some(max) = keywords.get("maximum").and_then(Value::as_f64) {
-                    if x > max {
-                        errors.push(format!("{at}: {n} is above the maximum {max}"));
-                    }
+                if let Some(max) = keywords.get("maximum").and_then(Value::as_f64)
+                    && x > max
+                {
+                    errors.push(format!("{at}: {n} is above the maximum {max}"));
                 }
                 match keywords.get("format").and_then(Value::as_str) {
                     Some("int64") if n.as_i64().is_none() => {
@@ -206,10 +204,10 @@ impl<'a> Checker<'a> {
                     errors.push(format!("{at}: {s:?} is not a date-time"));
                 }
                 let chars = s.chars().count() as u64;
-                if let Some(min) = keywords.get("minLength").and_then(Value::as_u64) {
-                    if chars < min {
-                        errors.push(format!("{at}: {s:?} is shorter than {min}"));
-                    }
+                if let Some(min) = keywords.get("minLength").and_then(Value::as_u64)
+                    && chars < min
+                {
+                    errors.push(format!("{at}: {s:?} is shorter than {min}"));
                 }
             }
             _ => {}

@@ -911,7 +911,9 @@ fn run_times_keep_milliseconds_so_short_runs_have_a_true_duration() {
         )
         .unwrap();
     assert!(valid);
+}
 
+#[test]
 fn a_rule_saved_without_conditions_or_dependencies_still_reads_as_every_user() {
     use am_sql::progress::NoProgress;
     use am_sql::refresh::{RefreshRequest, RefreshTargets};
