@@ -149,8 +149,8 @@ pub fn parse_rule_with(
             for (i, item) in items.iter().enumerate() {
                 let path = format!("depends_on[{i}]");
                 match (item, names.as_mut()) {
-                    (Json::Number(n), _) if n.as_i64().is_some() => {
-                        depends_on.extend(n.as_i64());
+                    (Json::Number(n), _) if integer_of(n).is_some() => {
+                        depends_on.extend(integer_of(n));
                     }
                     (Json::String(name), Some(lookup)) if !name.trim().is_empty() => {
                         match lookup(name.trim()) {
@@ -572,6 +572,18 @@ fn fmt_time(t: Timestamp) -> String {
 }
 
 /// A short rendering of a JSON value for messages.
+/// A JSON number as an integer, when it is a whole number: `3`, and also `-0` (which the
+/// JSON reader keeps as the float -0.0) and `3.0`. Floats only up to 2^53, where every whole
+/// number is exact.
+fn integer_of(n: &serde_json::Number) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+            .map(|f| f as i64)
+    })
+}
+
 fn describe(v: &Json) -> String {
     let kind = match v {
         Json::Null => return "null".into(),
@@ -1465,8 +1477,7 @@ impl Checker {
             date_only: false,
         };
         let result = match (t, v) {
-            (ValueType::Integer, Json::Number(n)) => n
-                .as_i64()
+            (ValueType::Integer, Json::Number(n)) => integer_of(n)
                 .map(|i| plain(Value::Int(i)))
                 .ok_or_else(|| format!("{field} needs an integer, got {}", describe(v))),
             (ValueType::Money, Json::Number(n)) => money_from_json(n)

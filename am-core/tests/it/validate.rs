@@ -1054,3 +1054,20 @@ fn dependencies_may_be_named_where_the_caller_looks_names_up() {
         )]
     );
 }
+
+#[test]
+fn whole_numbers_are_integers_however_they_are_written() {
+    // JSON's `-0` and `2.0` are whole numbers; `-0` reads as the float -0.0.
+    let rule = ok(with(json!([
+        {"field": "transaction_count", "operator": ">", "value": -0},
+        {"field": "city_tier", "operator": "=", "value": 2.0}
+    ])));
+    let text = format!("{:?}", rule.condition);
+    assert!(text.contains("Int(0)") && text.contains("Int(2)"), "{text}");
+    let ps = problems(with(json!([
+        {"field": "city_tier", "operator": "=", "value": 1.5},
+        {"field": "city_tier", "operator": "=", "value": 1e300}
+    ])));
+    assert_eq!(ps[0].1, "city_tier needs an integer, got a number 1.5");
+    assert_eq!(ps[1].1, "city_tier needs an integer, got a number 1e+300");
+}
