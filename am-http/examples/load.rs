@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use am_http::{ServerConfig, SystemClock};
 use am_sql::Store;
-use am_sql::datagen::{GenerateOptions, generate};
+use am_sql::datagen::GenerateOptions;
 use chrono::NaiveDate;
 use serde_json::json;
 
@@ -38,8 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path().join("load.db"))?;
     let end = NaiveDate::from_ymd_opt(2025, 6, 30).ok_or("bad date")?;
-    generate(
-        &mut store.connection()?,
+    store.generate(
         &GenerateOptions::new(users, transactions, end),
         &am_sql::NoProgress,
     )?;

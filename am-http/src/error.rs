@@ -218,8 +218,18 @@ impl From<am_sql::Error> for ApiError {
             am_sql::Error::Conflict(message) => ApiError::conflict(message),
             am_sql::Error::Invalid(errors) => errors.into(),
             am_sql::Error::Plan(plan) => plan.into(),
-            am_sql::Error::Busy => {
+            am_sql::Error::Busy { .. } => {
                 ApiError::unavailable("the database is busy; try again in a moment")
+            }
+            am_sql::Error::ReadOnly { .. } => {
+                ApiError::unavailable("the database is read-only; nothing can be changed")
+            }
+            am_sql::Error::DiskFull { .. } => {
+                ApiError::unavailable("the database's disk is full; nothing can be changed")
+            }
+            am_sql::Error::Unavailable { .. } => {
+                tracing::error!(error = %err, "the database cannot be reached");
+                ApiError::unavailable("the database cannot be reached; try again in a moment")
             }
             other => ApiError::internal(other),
         }

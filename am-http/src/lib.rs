@@ -15,14 +15,13 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 mod listen;
-pub mod scheduler;
+pub use am_sql::scheduler;
 pub mod state;
 pub mod ui;
 pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use am_sql::Store;
@@ -57,11 +56,11 @@ pub enum ServeError {
     #[error("scheduler: {0}")]
     Scheduler(#[from] SchedulerError),
     #[error(
-        "the database {} is read-only: the server writes runs and segments, so it needs a \
-         writable file (and directory, for SQLite's -wal and -shm files)",
-        .0.display()
+        "the database {0} is read-only: the server writes runs and segments, so it needs a \
+         writable database (for SQLite, a writable file and directory, for its -wal and -shm \
+         files; for PostgreSQL, a role that may write)"
     )]
-    ReadOnly(PathBuf),
+    ReadOnly(String),
     #[error("database: {0}")]
     Store(#[from] am_sql::Error),
 }
@@ -209,16 +208,11 @@ impl Server {
 /// Whether the server will be able to write: a read-only file (permissions, a read-only
 /// mount, a file SQLite marks read-only) fails here rather than after the server started.
 fn check_writable(store: &Store) -> Result<(), ServeError> {
-    let conn = store.connection()?;
-    // A write that changes nothing, to the table the scheduler writes first. (`BEGIN
-    // IMMEDIATE` alone succeeds on some read-only files.)
-    match conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM refresh_runs WHERE 0; ROLLBACK;") {
+    match store.check_writable() {
         Ok(()) => Ok(()),
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
-            Err(ServeError::ReadOnly(store.path().to_path_buf()))
+        Err(am_sql::Error::ReadOnly { .. }) => {
+            Err(ServeError::ReadOnly(store.location().to_string()))
         }
-        // Locked by another writer: writable, only busy now; the scheduler waits its turn.
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(()),
-        Err(e) => Err(ServeError::Store(am_sql::Error::from(e))),
+        Err(e) => Err(ServeError::Store(e)),
     }
 }

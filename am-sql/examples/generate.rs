@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use am_sql::Progress;
-use am_sql::datagen::{GenerateOptions, generate};
+use am_sql::datagen::GenerateOptions;
 
 /// Prints each phase's duration.
 struct Phases {
@@ -37,11 +37,12 @@ impl Progress for Phases {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, path, users, transactions] = args.as_slice() else {
-        return Err("usage: generate DB USERS TRANSACTIONS".into());
+    let [_, db, users, transactions] = args.as_slice() else {
+        return Err(
+            "usage: generate DB USERS TRANSACTIONS (DB: a SQLite path or a postgres:// URI)".into(),
+        );
     };
-    let _ = std::fs::remove_file(path);
-    let mut conn = am_sql::db::open(std::path::Path::new(path))?;
+    let store = am_sql::Store::open(db.as_str())?;
     let end = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).ok_or("bad date")?;
     let mut options = GenerateOptions::new(users.parse()?, transactions.parse()?, end);
     options.replace = true;
@@ -49,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started: std::sync::Mutex::new(None),
         done: AtomicU64::new(0),
     };
-    let report = generate(&mut conn, &options, &progress)?;
+    let report = store.generate(&options, &progress)?;
     println!("{report:?}");
     Ok(())
 }

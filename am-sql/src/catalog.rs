@@ -1,17 +1,18 @@
 //! The segment catalog (`segment_catalog`): one row per built rule with its table, size, SQL
 //! and freshness stamps; reading segment members; and the analytics summary.
 //!
-//! Functions take a `&Connection` so the refresh engine can call them inside its own swap
-//! transaction (`Transaction` derefs to `Connection`).
+//! Functions take a `&mut dyn Conn` so the refresh engine can call them inside its own swap
+//! transaction.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, UnionType};
 use serde::Serialize;
 
 use am_core::rule::RuleId;
 
-use crate::db::{now_text, parse_time};
+use crate::conn::{Conn, Row};
 use crate::error::{Error, Result};
+use crate::schema::{SEGMENT_CATALOG, now};
 
 /// A segment's id in `segment_catalog`.
 pub type SegmentId = i64;
@@ -47,6 +48,8 @@ pub struct Segment {
     pub duration_ms: i64,
     /// Rules whose segments the last refresh computed this one from (automatic reuse).
     pub reused_from: Vec<RuleId>,
+    /// The engine that computed the members (`sqlite`, `postgresql`).
+    pub engine: String,
 }
 
 /// What a refresh writes into the catalog for a rule.
@@ -64,6 +67,8 @@ pub struct SegmentRecord {
     pub left: i64,
     pub duration_ms: i64,
     pub reused_from: Vec<RuleId>,
+    /// The engine that computed the members.
+    pub engine: String,
 }
 
 /// A page of results, in the seed's shape.
@@ -79,8 +84,8 @@ impl<T> Page<T> {
     /// The limit and offset of page `page` (from 1) of `per_page` items; both are clamped to
     /// at least 1.
     pub(crate) fn window(page: u32, per_page: u32) -> (u32, u32, i64, i64) {
-        let page = page.max(1);
-        let per_page = per_page.max(1);
+        let page = std::cmp::max(page, 1);
+        let per_page = std::cmp::max(per_page, 1);
         (
             page,
             per_page,
@@ -90,7 +95,7 @@ impl<T> Page<T> {
     }
 
     pub(crate) fn new(items: Vec<T>, total: i64, page: u32, per_page: u32) -> Page<T> {
-        let pages = u32::try_from((total.max(0) + i64::from(per_page) - 1) / i64::from(per_page))
+        let pages = u32::try_from((std::cmp::max(total, 0) + i64::from(per_page) - 1) / i64::from(per_page))
             .unwrap_or(u32::MAX);
         Page {
             items,
@@ -101,159 +106,165 @@ impl<T> Page<T> {
     }
 }
 
-const SEGMENT_COLUMNS: &str = "id, rule_id, segment_name, description, table_name, row_count, \
-     sql_query, last_refreshed_at, rule_version, data_version, as_of, entered, left_count, \
-     duration_ms, reused_from";
+const SEGMENT_COLUMNS: [&str; 16] = [
+    "id",
+    "rule_id",
+    "segment_name",
+    "description",
+    "table_name",
+    "row_count",
+    "sql_query",
+    "last_refreshed_at",
+    "rule_version",
+    "data_version",
+    "as_of",
+    "entered",
+    "left_count",
+    "duration_ms",
+    "reused_from",
+    "engine",
+];
 
-/// A row as read, before the text columns are parsed.
-struct RawSegment {
-    segment: Segment,
-    last_refreshed_at: String,
-    as_of: String,
-    reused_from: String,
+fn select_segments() -> SelectStatement {
+    Query::select()
+        .columns(SEGMENT_COLUMNS)
+        .from(SEGMENT_CATALOG)
+        .to_owned()
 }
 
-fn raw_segment(row: &Row<'_>) -> rusqlite::Result<RawSegment> {
-    Ok(RawSegment {
-        segment: Segment {
-            id: row.get(0)?,
-            rule_id: row.get(1)?,
-            segment_name: row.get(2)?,
-            description: row.get(3)?,
-            table_name: row.get(4)?,
-            row_count: row.get(5)?,
-            sql_query: row.get(6)?,
-            last_refreshed_at: DateTime::<Utc>::MIN_UTC,
-            rule_version: row.get(8)?,
-            data_version: row.get(9)?,
-            as_of: NaiveDateTime::MIN,
-            entered: row.get(11)?,
-            left: row.get(12)?,
-            duration_ms: row.get(13)?,
-            reused_from: Vec::new(),
-        },
-        last_refreshed_at: row.get(7)?,
-        as_of: row.get(10)?,
-        reused_from: row.get(14)?,
+fn segment_of(row: &Row) -> Result<Segment> {
+    Ok(Segment {
+        id: row.i64(0)?,
+        rule_id: row.i64(1)?,
+        segment_name: row.text(2)?,
+        description: row.opt_text(3)?,
+        table_name: row.text(4)?,
+        row_count: row.i64(5)?,
+        sql_query: row.text(6)?,
+        last_refreshed_at: row.utc(7)?,
+        rule_version: row.i64(8)?,
+        data_version: row.i64(9)?,
+        as_of: row.time(10)?,
+        entered: row.i64(11)?,
+        left: row.i64(12)?,
+        duration_ms: row.i64(13)?,
+        reused_from: serde_json::from_str(&row.text(14)?)?,
+        engine: row.text(15)?,
     })
 }
 
-fn finish(raw: RawSegment) -> Result<Segment> {
-    let mut s = raw.segment;
-    s.last_refreshed_at = parse_time(&raw.last_refreshed_at)?;
-    s.as_of = parse_time(&raw.as_of)?.naive_utc();
-    s.reused_from = serde_json::from_str(&raw.reused_from)?;
-    Ok(s)
+fn segments_of(conn: &mut dyn Conn, q: &SelectStatement) -> Result<Vec<Segment>> {
+    conn.rows(q)?.iter().map(segment_of).collect()
 }
 
 /// Segments by id, one page (pages from 1).
-pub fn list_segments(conn: &Connection, page: u32, per_page: u32) -> Result<Page<Segment>> {
+pub fn list_segments(conn: &mut dyn Conn, page: u32, per_page: u32) -> Result<Page<Segment>> {
     let (page, per_page, limit, offset) = Page::<Segment>::window(page, per_page);
-    let total: i64 = conn.query_row("SELECT count(*) FROM segment_catalog", [], |r| r.get(0))?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {SEGMENT_COLUMNS} FROM segment_catalog ORDER BY id LIMIT ?1 OFFSET ?2"
-    ))?;
-    let items = stmt
-        .query_map(params![limit, offset], raw_segment)?
-        .map(|r| r.map_err(Error::from).and_then(finish))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Page::new(items, total, page, per_page))
+    let total = crate::rules::count_rows(conn, SEGMENT_CATALOG)?;
+    let q = select_segments()
+        .order_by("id", Order::Asc)
+        .limit(limit as u64)
+        .offset(offset as u64)
+        .to_owned();
+    Ok(Page::new(segments_of(conn, &q)?, total, page, per_page))
 }
 
 /// Every segment, by id.
-pub fn all_segments(conn: &Connection) -> Result<Vec<Segment>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {SEGMENT_COLUMNS} FROM segment_catalog ORDER BY id"
-    ))?;
-    stmt.query_map([], raw_segment)?
-        .map(|r| r.map_err(Error::from).and_then(finish))
-        .collect()
+pub fn all_segments(conn: &mut dyn Conn) -> Result<Vec<Segment>> {
+    segments_of(conn, &select_segments().order_by("id", Order::Asc).to_owned())
 }
 
 /// One segment; `NotFound` if there is none with that id.
-pub fn segment(conn: &Connection, id: SegmentId) -> Result<Segment> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {SEGMENT_COLUMNS} FROM segment_catalog WHERE id = ?1"),
-            [id],
-            raw_segment,
-        )
-        .optional()?;
-    finish(raw.ok_or_else(|| Error::not_found_id("segment", id))?)
+pub fn segment(conn: &mut dyn Conn, id: SegmentId) -> Result<Segment> {
+    let q = select_segments().and_where(Expr::col("id").eq(id)).to_owned();
+    segments_of(conn, &q)?
+        .pop()
+        .ok_or_else(|| Error::not_found_id("segment", id))
 }
 
 /// The segment of a rule, if the rule has been built.
-pub fn segment_for_rule(conn: &Connection, rule_id: RuleId) -> Result<Option<Segment>> {
-    conn.query_row(
-        &format!("SELECT {SEGMENT_COLUMNS} FROM segment_catalog WHERE rule_id = ?1"),
-        [rule_id],
-        raw_segment,
-    )
-    .optional()?
-    .map(finish)
-    .transpose()
+pub fn segment_for_rule(conn: &mut dyn Conn, rule_id: RuleId) -> Result<Option<Segment>> {
+    let q = select_segments()
+        .and_where(Expr::col("rule_id").eq(rule_id))
+        .to_owned();
+    Ok(segments_of(conn, &q)?.pop())
 }
 
 /// Writes (inserts or replaces) a rule's catalog row, stamped with the current time, and
 /// returns the segment id. Call it inside the transaction that swaps the segment's table in,
 /// so readers see the new table and its catalog row together.
-pub fn upsert_segment(conn: &Connection, record: &SegmentRecord) -> Result<SegmentId> {
-    let reused_from = serde_json::to_string(&record.reused_from)?;
-    let id = conn.query_row(
-        "INSERT INTO segment_catalog (rule_id, segment_name, description, table_name, row_count,
-             sql_query, last_refreshed_at, rule_version, data_version, as_of, entered,
-             left_count, duration_ms, reused_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (rule_id) DO UPDATE SET
-             segment_name = excluded.segment_name, description = excluded.description,
-             table_name = excluded.table_name, row_count = excluded.row_count,
-             sql_query = excluded.sql_query, last_refreshed_at = excluded.last_refreshed_at,
-             rule_version = excluded.rule_version, data_version = excluded.data_version,
-             as_of = excluded.as_of, entered = excluded.entered,
-             left_count = excluded.left_count, duration_ms = excluded.duration_ms,
-             reused_from = excluded.reused_from
-         RETURNING id",
-        params![
-            record.rule_id,
-            record.segment_name,
-            record.description,
-            segment_table_name(record.rule_id),
-            record.row_count,
-            record.sql_query,
-            now_text(),
-            record.rule_version,
-            record.data_version,
-            record
-                .as_of
-                .format(am_core::expr::TIMESTAMP_FORMAT)
-                .to_string(),
-            record.entered,
-            record.left,
-            record.duration_ms,
-            reused_from,
-        ],
-        |r| r.get(0),
-    )?;
-    Ok(id)
+pub fn upsert_segment(conn: &mut dyn Conn, record: &SegmentRecord) -> Result<SegmentId> {
+    let dialect = conn.dialect();
+    let columns = [
+        ("rule_id", record.rule_id.into()),
+        ("segment_name", record.segment_name.clone().into()),
+        ("description", record.description.clone().into()),
+        ("table_name", segment_table_name(record.rule_id).into()),
+        ("row_count", record.row_count.into()),
+        ("sql_query", record.sql_query.clone().into()),
+        ("last_refreshed_at", dialect.time_value(now())),
+        ("rule_version", record.rule_version.into()),
+        ("data_version", record.data_version.into()),
+        ("as_of", dialect.time_value(record.as_of)),
+        ("entered", record.entered.into()),
+        ("left_count", record.left.into()),
+        ("duration_ms", record.duration_ms.into()),
+        (
+            "reused_from",
+            serde_json::to_string(&record.reused_from)?.into(),
+        ),
+        ("engine", record.engine.clone().into()),
+    ];
+    let mut insert = Query::insert();
+    insert
+        .into_table(SEGMENT_CATALOG)
+        .columns(columns.iter().map(|(c, _)| *c))
+        .on_conflict(
+            OnConflict::column("rule_id")
+                .update_columns(columns.iter().skip(1).map(|(c, _)| *c))
+                .to_owned(),
+        )
+        .returning_col("id");
+    let values: Vec<Expr> = columns
+        .into_iter()
+        .map(|(_, v): (&str, sea_query::Value)| Expr::val(v))
+        .collect();
+    // As many values as columns.
+    let _ = insert.values(values);
+    conn.row(&insert)?.i64(0)
+}
+
+/// Up to `limit` members (all with `None`) of segment `rule_id`'s table with their name and
+/// email, by user id.
+fn members_query(rule_id: RuleId, limit: Option<u32>) -> SelectStatement {
+    let mut q = Query::select();
+    q.column(("s", "user_id"))
+        .column(("u", "name"))
+        .column(("u", "email"))
+        .from_as(Alias::new(segment_table_name(rule_id)), "s")
+        .join_as(
+        sea_query::JoinType::LeftJoin,
+        Alias::new("users"),
+        "u",
+        Expr::col(("u", "user_id")).equals(("s", "user_id")),
+    )
+    .order_by(("s", "user_id"), Order::Asc);
+    if let Some(limit) = limit {
+        q.limit(u64::from(limit));
+    }
+    q
 }
 
 /// A segment member: user id, name, email.
 pub type Member = (i64, Option<String>, Option<String>);
 
 /// Up to `limit` members of a segment with their name and email, by user id.
-pub fn sample(conn: &Connection, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
+pub fn sample(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
     let seg = segment(conn, id)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT s.user_id, u.name, u.email FROM {} AS s LEFT JOIN users AS u ON u.user_id = s.user_id
-         ORDER BY s.user_id LIMIT ?1",
-        segment_table_name(seg.rule_id)
-    ))?;
-    let rows = stmt
-        .query_map([i64::from(limit)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    conn.rows(&members_query(seg.rule_id, Some(limit)))?
+        .iter()
+        .map(|r| Ok((r.i64(0)?, r.opt_text(1)?, r.opt_text(2)?)))
+        .collect()
 }
 
 /// Who entered and who left a segment at its last refresh.
@@ -269,27 +280,42 @@ pub struct MembershipDiff {
 
 /// Compares a segment with the members it had before its last refresh (the engine keeps
 /// them as `segment_output_<id>__previous`).
-pub fn membership_diff(conn: &Connection, id: SegmentId, limit: u32) -> Result<MembershipDiff> {
+pub fn membership_diff(
+    conn: &mut dyn Conn,
+    id: SegmentId,
+    limit: u32,
+) -> Result<MembershipDiff> {
     let seg = segment(conn, id)?;
     let live = segment_table_name(seg.rule_id);
-    let previous = crate::dialect::previous_table_name(seg.rule_id);
-    let has_previous: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        [&previous],
-        |r| r.get(0),
-    )?;
-    let side = |from: &str, minus: Option<&str>| -> Result<(i64, Vec<i64>)> {
-        let set = match minus {
-            Some(minus) => {
-                format!("SELECT user_id FROM \"{from}\" EXCEPT SELECT user_id FROM \"{minus}\"")
-            }
-            None => format!("SELECT user_id FROM \"{from}\""),
-        };
-        let total = conn.query_row(&format!("SELECT count(*) FROM ({set})"), [], |r| r.get(0))?;
+    let previous = crate::backend::previous_table_name(seg.rule_id);
+    let has_previous = conn.dialect().table_exists(conn, &previous)?;
+    let ids = |table: &str| {
+        Query::select()
+            .column("user_id")
+            .from(Alias::new(table))
+            .to_owned()
+    };
+    let mut side = |from: &str, minus: Option<&str>| -> Result<(i64, Vec<i64>)> {
+        let mut set = ids(from);
+        if let Some(minus) = minus {
+            set.union(UnionType::Except, ids(minus));
+        }
+        let total = Query::select()
+            .expr(Expr::cust("count(*)"))
+            .from_subquery(set.clone(), "d")
+            .to_owned();
+        let total = conn.row(&total)?.i64(0)?;
+        let first = Query::select()
+            .column("user_id")
+            .from_subquery(set, "d")
+            .order_by("user_id", Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
         let ids = conn
-            .prepare(&format!("{set} ORDER BY 1 LIMIT ?1"))?
-            .query_map([i64::from(limit)], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
+            .rows(&first)?
+            .iter()
+            .map(|r| r.i64(0))
+            .collect::<Result<Vec<i64>>>()?;
         Ok((total, ids))
     };
     let ((entered_total, entered), (left_total, left)) = if has_previous {
@@ -308,32 +334,28 @@ pub fn membership_diff(conn: &Connection, id: SegmentId, limit: u32) -> Result<M
 /// Calls `f` with every member of a segment (user id, name, email), by user id, without
 /// holding them all in memory: the CSV export streams from here. Stops at `f`'s first error.
 pub fn for_each_member<E>(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     id: SegmentId,
     mut f: impl FnMut(i64, Option<&str>, Option<&str>) -> std::result::Result<(), E>,
 ) -> Result<std::result::Result<(), E>> {
     let seg = segment(conn, id)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT s.user_id, u.name, u.email FROM {} AS s LEFT JOIN users AS u ON u.user_id = s.user_id
-         ORDER BY s.user_id",
-        segment_table_name(seg.rule_id)
-    ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let user_id: i64 = row.get(0)?;
-        let name = row
-            .get_ref(1)?
-            .as_str_or_null()
-            .map_err(rusqlite::Error::from)?;
-        let email = row
-            .get_ref(2)?
-            .as_str_or_null()
-            .map_err(rusqlite::Error::from)?;
-        if let Err(e) = f(user_id, name, email) {
-            return Ok(Err(e));
+    let mut failed = None;
+    let stop = || Error::Database("stopped by the caller".into());
+    let result = conn.for_each(&members_query(seg.rule_id, None), &mut |row| {
+        let (name, email) = (row.opt_text(1)?, row.opt_text(2)?);
+        match f(row.i64(0)?, name.as_deref(), email.as_deref()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                failed = Some(e);
+                Err(stop())
+            }
         }
+    });
+    match (result, failed) {
+        (_, Some(e)) => Ok(Err(e)),
+        (Ok(()), None) => Ok(Ok(())),
+        (Err(e), None) => Err(e),
     }
-    Ok(Ok(()))
 }
 
 /// The analytics summary over the data tables (both transaction tables).
@@ -361,20 +383,38 @@ impl Summary {
 }
 
 /// Counts users and transactions and sums every amount, exactly.
-pub fn summary(conn: &Connection) -> Result<Summary> {
-    Ok(conn.query_row(
-        "SELECT (SELECT count(*) FROM users),
-                (SELECT count(*) FROM credit_card_transactions)
-                  + (SELECT count(*) FROM upi_transactions),
-                coalesce((SELECT sum(CAST(round(amount * 100) AS INTEGER)) FROM credit_card_transactions), 0)
-                  + coalesce((SELECT sum(CAST(round(amount * 100) AS INTEGER)) FROM upi_transactions), 0)",
-        [],
-        |r| {
-            Ok(Summary {
-                total_users: r.get(0)?,
-                total_transactions: r.get(1)?,
-                total_spend_cents: r.get(2)?,
-            })
-        },
-    )?)
+pub fn summary(conn: &mut dyn Conn) -> Result<Summary> {
+    let count = |table: &str| {
+        SelectStatement::new()
+            .expr(Expr::cust("count(*)"))
+            .from(Alias::new(table))
+            .to_owned()
+    };
+    let cents = |table: &str| {
+        SelectStatement::new()
+            .expr(Expr::cust(
+                "CAST(coalesce(sum(CAST(round(amount * 100) AS BIGINT)), 0) AS BIGINT)",
+            ))
+            .from(Alias::new(table))
+            .to_owned()
+    };
+    let q = Query::select()
+        .expr(Expr::SubQuery(None, Box::new(count("users").into())))
+        .expr(Expr::SubQuery(
+            None,
+            Box::new(count("credit_card_transactions").into()),
+        ))
+        .expr(Expr::SubQuery(None, Box::new(count("upi_transactions").into())))
+        .expr(Expr::SubQuery(
+            None,
+            Box::new(cents("credit_card_transactions").into()),
+        ))
+        .expr(Expr::SubQuery(None, Box::new(cents("upi_transactions").into())))
+        .to_owned();
+    let row = conn.row(&q)?;
+    Ok(Summary {
+        total_users: row.i64(0)?,
+        total_transactions: row.i64(1)? + row.i64(2)?,
+        total_spend_cents: row.i64(3)? + row.i64(4)?,
+    })
 }

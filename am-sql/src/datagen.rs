@@ -13,14 +13,16 @@
 
 use std::time::{Duration, Instant};
 
+use am_core::expr::Source;
 use chrono::{NaiveDate, NaiveTime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rusqlite::{Connection, params};
+use sea_query::{Alias, Expr, Query};
 
-use crate::db::{self, DATA_TABLES};
+use crate::conn::{Conn, Datum, TxMode, transaction};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::schema::DATA_TABLES;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,7 +307,7 @@ const CATEGORIES: &[Category] = &[
 /// Refuses (with [`Error::Refused`]) when the data tables hold rows, unless
 /// `options.replace` is set, in which case their rows are deleted first.
 pub fn generate(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     options: &GenerateOptions,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
@@ -313,57 +315,66 @@ pub fn generate(
     options.validate()?;
     if !options.replace {
         for table in DATA_TABLES {
-            let any: bool =
-                conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
-                    r.get(0)
-                })?;
-            if any {
+            let any = Query::select()
+                .expr(Expr::exists(
+                    Query::select()
+                        .expr(Expr::val(1))
+                        .from(Alias::new(table))
+                        .to_owned(),
+                ))
+                .to_owned();
+            if conn.row(&any)?.bool(0)? {
                 return Err(Error::Refused(format!(
                     "table {table} already has rows; generate with replace to delete them first"
                 )));
             }
         }
     }
-
-    // One transaction for everything: the trigger drop, the rows and the trigger restore
-    // commit together or not at all.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let triggers = db::tracking_triggers();
-    db::drop_objects(&tx, "trigger", &triggers)?;
-    // A bigger page cache for the load (per connection, reset below).
-    tx.execute_batch("PRAGMA cache_size = -262144")?;
-    let loaded = load(&tx, options, progress).and_then(|report| {
-        db::create_objects(&tx, &triggers)?;
-        db::bump_data_version(&tx)?;
-        Ok(report)
-    });
-    let result = loaded.and_then(|report| {
+    let dialect = conn.dialect();
+    // One transaction for everything: the rows and the change tracking around them commit
+    // together or not at all.
+    let mut report = transaction(conn, TxMode::Write, |conn| {
+        dialect.bulk_load_begin(conn)?;
+        if options.replace {
+            for table in DATA_TABLES.iter().rev() {
+                conn.exec(&Query::delete().from_table(Alias::new(*table)).to_owned())?;
+            }
+        }
+        let report = load(conn, options, progress)?;
+        dialect.bulk_load_end(conn)?;
+        crate::tracking::bump_data_version(conn)?;
         progress.begin("commit", None);
-        tx.commit()?;
-        progress.finish("committed");
         Ok(report)
-    });
-    // On an error the transaction rolled back when dropped, the triggers with it.
-    conn.execute_batch("PRAGMA cache_size = -2000")?;
-    let mut report = result?;
-    // The load's pages went through the WAL; fold them into the file now rather than leave
-    // a WAL as big as the data behind.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    })?;
+    progress.finish("committed");
+    dialect.after_bulk_load(conn);
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
+const USER_COLUMNS: [&str; 5] = ["user_id", "name", "email", "city_tier", "created_at"];
+const CARD_COLUMNS: [&str; 6] = [
+    "transaction_id",
+    "user_id",
+    "amount",
+    "merchant",
+    "category",
+    "transaction_date",
+];
+const UPI_COLUMNS: [&str; 6] = [
+    "transaction_id",
+    "user_id",
+    "amount",
+    "description",
+    "category",
+    "transaction_date",
+];
+
 fn load(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     options: &GenerateOptions,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
-    if options.replace {
-        for table in DATA_TABLES.iter().rev() {
-            conn.execute_batch(&format!("DELETE FROM {table}"))?;
-        }
-    }
-
     let days = i64::from(options.days);
     let end_secs = options.end.and_time(NaiveTime::MIN).and_utc().timestamp() + 86_400;
     let start_secs = end_secs - days * 86_400;
@@ -382,66 +393,64 @@ fn load(
     let mut name = String::with_capacity(32);
     let mut created = TimeText::default();
     progress.begin("users", Some(options.users));
-    let mut next_user = 1u64;
-    while next_user <= options.users {
-        let last = (next_user + BATCH - 1).min(options.users);
-        {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO users (user_id, name, email, city_tier, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for user_id in next_user..=last {
-                let user_id = user_id as i64;
-                let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
-                let family = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
-                name.clear();
-                name.push_str(first);
-                name.push(' ');
-                name.push_str(family);
-                let has_email = rng.random_range(0..1000) >= 5;
-                email.clear();
-                if has_email {
-                    use std::fmt::Write;
-                    let domain = EMAIL_DOMAINS[rng.random_range(0..EMAIL_DOMAINS.len())];
-                    let _ = write!(
-                        email,
-                        "{}.{}{}@{}",
-                        first.to_ascii_lowercase(),
-                        family.to_ascii_lowercase(),
-                        user_id,
-                        domain
-                    );
-                }
-                let tier: Option<i64> = match rng.random_range(0..1000) {
-                    0..5 => None,
-                    5..300 => Some(1),
-                    300..700 => Some(2),
-                    _ => Some(3),
-                };
-                let inactive = rng.random_range(0..1000) < INACTIVE_PER_MILLE;
-                // Users who transact joined before the span; the others at any time up to
-                // its end, so "new users" rules match someone.
-                let joined = if inactive {
-                    start_secs - 730 * 86_400 + rng.random_range(0..(730 + days) * 86_400)
-                } else {
-                    start_secs - 1 - rng.random_range(0..730 * 86_400)
-                };
-                if !inactive {
-                    // validate() keeps user ids under MAX_USERS, well inside u32.
-                    active.push(u32::try_from(user_id).unwrap_or(u32::MAX));
-                }
-                insert.execute(params![
+    conn.load("users", &USER_COLUMNS, &mut |rows| {
+        for user_id in 1..=options.users {
+            let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
+            let family = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
+            name.clear();
+            name.push_str(first);
+            name.push(' ');
+            name.push_str(family);
+            let has_email = rng.random_range(0..1000) >= 5;
+            email.clear();
+            if has_email {
+                use std::fmt::Write;
+                let domain = EMAIL_DOMAINS[rng.random_range(0..EMAIL_DOMAINS.len())];
+                let _ = write!(
+                    email,
+                    "{}.{}{}@{}",
+                    first.to_ascii_lowercase(),
+                    family.to_ascii_lowercase(),
                     user_id,
-                    name,
-                    has_email.then_some(email.as_str()),
-                    tier,
-                    created.format(joined, &dates),
-                ])?;
+                    domain
+                );
+            }
+            let tier: Option<i64> = match rng.random_range(0..1000) {
+                0..5 => None,
+                5..300 => Some(1),
+                300..700 => Some(2),
+                _ => Some(3),
+            };
+            let inactive = rng.random_range(0..1000) < INACTIVE_PER_MILLE;
+            // Users who transact joined before the span; the others at any time up to
+            // its end, so "new users" rules match someone.
+            let joined = if inactive {
+                start_secs - 730 * 86_400 + rng.random_range(0..(730 + days) * 86_400)
+            } else {
+                start_secs - 1 - rng.random_range(0..730 * 86_400)
+            };
+            if !inactive {
+                // validate() keeps user ids under MAX_USERS, well inside u32.
+                active.push(u32::try_from(user_id).unwrap_or(u32::MAX));
+            }
+            rows.row(&[
+                Datum::Int(user_id as i64),
+                Datum::Text(&name),
+                if has_email {
+                    Datum::Text(&email)
+                } else {
+                    Datum::Null
+                },
+                tier.map_or(Datum::Null, Datum::Int),
+                Datum::Text(created.format(joined, &dates)),
+            ])?;
+            if user_id % BATCH == 0 {
+                progress.advance(BATCH);
             }
         }
-        progress.advance(last + 1 - next_user);
-        next_user = last + 1;
-    }
+        Ok(())
+    })?;
+    progress.advance(options.users % BATCH);
     progress.finish("users generated");
     let users_without_transactions = options.users - active.len() as u64;
 
@@ -468,37 +477,63 @@ fn load(
     }
     drop(active);
 
-    // Transactions go in user by user, each user's in time order, so the
-    // (user_id, transaction_date, amount) indexes grow at their right edge instead of
-    // taking random inserts.
-    let total_weight: u32 = CATEGORIES.iter().map(|c| c.weight).sum();
-    let mu: Vec<f64> = CATEGORIES.iter().map(|c| c.median.ln()).collect();
-    let span = days * 86_400;
-    let (mut card_id, mut upi_id) = (0i64, 0i64);
-    let mut when = TimeText::default();
-    let mut times: Vec<i64> = Vec::new();
+    // Each table is loaded on its own (a bulk load fills one table at a time), each from the
+    // same sequence of draws, keeping its own rows: the data are the same as one pass would
+    // give.
     progress.begin("transactions", Some(options.transactions));
-    let mut user = 0usize;
-    let mut written = 0u64;
-    while user < per_user.len() {
-        let batch_start = written;
-        {
-            let mut card = conn.prepare_cached(
-                "INSERT INTO credit_card_transactions
-                     (transaction_id, user_id, amount, merchant, category, transaction_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut upi = conn.prepare_cached(
-                "INSERT INTO upi_transactions
-                     (transaction_id, user_id, amount, description, category, transaction_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            while user < per_user.len() && written - batch_start < BATCH {
+    let from = TransactionDraws {
+        rng,
+        per_user: &per_user,
+        start_secs,
+        span: days * 86_400,
+        dates: &dates,
+    };
+    let card = from.load(conn, Source::CreditCard, progress)?;
+    let upi = from.load(conn, Source::Upi, progress)?;
+    progress.finish("transactions generated");
+
+    Ok(GenerateReport {
+        users: options.users,
+        users_without_transactions,
+        credit_card_transactions: card,
+        upi_transactions: upi,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// Where the transactions' draws start, replayed once per table.
+struct TransactionDraws<'a> {
+    rng: ChaCha8Rng,
+    per_user: &'a [u32],
+    start_secs: i64,
+    span: i64,
+    dates: &'a DateTexts,
+}
+
+impl TransactionDraws<'_> {
+    /// Writes the transactions of one table; returns how many.
+    ///
+    /// Transactions go in user by user, each user's in time order, so the
+    /// (user_id, transaction_date, amount) indexes grow at their right edge instead of
+    /// taking random inserts.
+    fn load(&self, conn: &mut dyn Conn, keep: Source, progress: &dyn Progress) -> Result<u64> {
+        let mut rng = self.rng.clone();
+        let total_weight: u32 = CATEGORIES.iter().map(|c| c.weight).sum();
+        let mu: Vec<f64> = CATEGORIES.iter().map(|c| c.median.ln()).collect();
+        let (mut card_id, mut upi_id) = (0i64, 0i64);
+        let mut when = TimeText::default();
+        let mut times: Vec<i64> = Vec::new();
+        let (table, columns) = match keep {
+            Source::Upi => ("upi_transactions", &UPI_COLUMNS),
+            _ => ("credit_card_transactions", &CARD_COLUMNS),
+        };
+        let mut since_report = 0u64;
+        conn.load(table, columns, &mut |rows| {
+            for (user, &n) in self.per_user.iter().enumerate() {
                 let user_id = user as i64 + 1;
                 times.clear();
-                times.extend((0..per_user[user]).map(|_| start_secs + rng.random_range(0..span)));
+                times.extend((0..n).map(|_| self.start_secs + rng.random_range(0..self.span)));
                 times.sort_unstable();
-                user += 1;
                 for &at in &times {
                     let mut w = rng.random_range(0..total_weight);
                     let mut c = 0;
@@ -512,47 +547,49 @@ fn load(
                     let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
                     let cents = ((mu[c] + category.sigma * z).exp() * 100.0).round() as i64;
                     let amount = cents.clamp(100, 50_000_000) as f64 / 100.0;
-                    let date = when.format(at, &dates);
+                    let date = when.format(at, self.dates);
                     if rng.random_range(0..10) < 6 {
                         card_id += 1;
                         let merchant =
                             category.merchants[rng.random_range(0..category.merchants.len())];
-                        card.execute(params![
-                            card_id,
-                            user_id,
-                            amount,
-                            merchant,
-                            category.name,
-                            date
-                        ])?;
+                        if keep == Source::CreditCard {
+                            rows.row(&[
+                                Datum::Int(card_id),
+                                Datum::Int(user_id),
+                                Datum::Real(amount),
+                                Datum::Text(merchant),
+                                Datum::Text(category.name),
+                                Datum::Text(date),
+                            ])?;
+                        }
                     } else {
                         upi_id += 1;
                         let description =
                             category.descriptions[rng.random_range(0..category.descriptions.len())];
-                        upi.execute(params![
-                            upi_id,
-                            user_id,
-                            amount,
-                            description,
-                            category.name,
-                            date
-                        ])?;
+                        if keep == Source::Upi {
+                            rows.row(&[
+                                Datum::Int(upi_id),
+                                Datum::Int(user_id),
+                                Datum::Real(amount),
+                                Datum::Text(description),
+                                Datum::Text(category.name),
+                                Datum::Text(date),
+                            ])?;
+                        }
                     }
-                    written += 1;
+                    since_report += 1;
+                    if since_report == BATCH * 2 {
+                        // Each pass sees every draw: half of them per table.
+                        progress.advance(BATCH);
+                        since_report = 0;
+                    }
                 }
             }
-        }
-        progress.advance(written - batch_start);
+            progress.advance(since_report / 2);
+            Ok(())
+        })?;
+        Ok(if keep == Source::Upi { upi_id } else { card_id } as u64)
     }
-    progress.finish("transactions generated");
-
-    Ok(GenerateReport {
-        users: options.users,
-        users_without_transactions,
-        credit_card_transactions: card_id as u64,
-        upi_transactions: upi_id as u64,
-        elapsed: Duration::ZERO,
-    })
 }
 
 fn too_many_users(users: u64) -> Error {
@@ -612,5 +649,16 @@ impl TimeText {
         self.0[16] = b':';
         // Only ASCII digits, '-', ' ' and ':' were written.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl crate::Store {
+    /// Generates users and transactions into the data tables (see [`generate`]).
+    pub fn generate(
+        &self,
+        options: &GenerateOptions,
+        progress: &dyn Progress,
+    ) -> Result<GenerateReport> {
+        generate(self.connection()?.as_mut(), options, progress)
     }
 }

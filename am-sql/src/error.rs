@@ -1,14 +1,10 @@
-//! The crate's error type, and the one place that looks inside `rusqlite::Error`.
-//!
-//! Every other module converts SQLite failures with `?` (or [`Error::at_path`] when a file is
-//! involved) and matches on our own kinds: a unique violation is a [`Error::Conflict`], a
-//! locked database is [`Error::Busy`], a file that is not SQLite is
-//! [`Error::NotOurDatabase`].
-
-use std::path::{Path, PathBuf};
+//! The crate's error type. Driver errors are translated into its kinds in one module per
+//! backend (`backend::<name>::error`): a unique violation is a [`Error::Conflict`], a lock
+//! held past the wait is [`Error::Busy`], a database that cannot be written is
+//! [`Error::ReadOnly`], a full disk [`Error::DiskFull`]; each keeps the driver's error as
+//! its source. Every other module matches on these kinds only.
 
 use am_core::error::{PlanError, ValidationErrors};
-use rusqlite::ErrorCode;
 
 use crate::import::ImportErrors;
 
@@ -38,22 +34,44 @@ pub enum Error {
     /// The rules cannot be planned together: a cycle or an unknown dependency.
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// The file exists but is not SQLite, or is a SQLite database of another program.
-    #[error("{} is not an Audience Manager database", .0.display())]
-    NotOurDatabase(PathBuf),
-    /// The database file does not exist and the caller asked not to create it.
-    #[error("no database at {} (run `am init`)", .0.display())]
-    NoDatabase(PathBuf),
+    /// The database exists but is not ours: not SQLite, or another program's tables.
+    #[error("{0} is not an Audience Manager database")]
+    NotOurDatabase(String),
+    /// The database does not exist and the caller asked not to create it.
+    #[error("no database at {0} (run `am init`)")]
+    NoDatabase(String),
     /// The database was written by a newer version of Audience Manager.
-    #[error("the database at {} has schema version {found}, newer than this program's {supported}; upgrade Audience Manager", .path.display())]
+    #[error("the database at {path} has schema version {found}, newer than this program's {supported}; upgrade Audience Manager")]
     TooNew {
-        path: PathBuf,
+        path: String,
         found: i64,
         supported: i64,
     },
-    /// Another connection held a lock longer than the busy timeout.
+    /// Another connection held a lock longer than the wait allows.
     #[error("the database is busy (another process is writing); try again")]
-    Busy,
+    Busy {
+        #[source]
+        source: BoxError,
+    },
+    /// The database cannot be written (a read-only file, or a read-only server or role).
+    #[error("the database is read-only: {source}")]
+    ReadOnly {
+        #[source]
+        source: BoxError,
+    },
+    /// The disk (or the database's quota) is full.
+    #[error("the database's disk is full: {source}")]
+    DiskFull {
+        #[source]
+        source: BoxError,
+    },
+    /// The database server cannot be reached.
+    #[error("cannot reach the database at {at}: {source}")]
+    Unavailable {
+        at: String,
+        #[source]
+        source: BoxError,
+    },
     /// A CSV file has bad rows; nothing was imported.
     #[error(transparent)]
     Import(#[from] ImportErrors),
@@ -79,10 +97,21 @@ pub enum Error {
     /// A CSV file could not be read at all (not a bad row: those are `Import`).
     #[error("csv: {0}")]
     Csv(String),
-    /// Any other database failure.
+    /// Any other database failure, as our own words.
     #[error("database error: {0}")]
     Database(String),
+    /// Any other failure the driver reported: its message, short and on one line, with the
+    /// driver's error as the source.
+    #[error("database error: {message}")]
+    Driver {
+        message: String,
+        #[source]
+        source: BoxError,
+    },
 }
+
+/// A driver's error, kept as the source of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
     pub(crate) fn not_found_id(what: &'static str, id: i64) -> Error {
@@ -99,22 +128,22 @@ impl Error {
         }
     }
 
-    /// Translates an error from opening or first reading the file at `path`, so "file is not
-    /// a database" names the file.
-    pub(crate) fn at_path(err: rusqlite::Error, path: &Path) -> Error {
-        match err.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase) => Error::NotOurDatabase(path.to_path_buf()),
-            Some(ErrorCode::CannotOpen) => Error::Io {
-                context: format!("cannot open {}", path.display()),
-                source: std::io::Error::other(err.to_string()),
-            },
-            _ => Error::from(err),
-        }
-    }
-
     /// Whether this is a unique-constraint violation (or another conflict).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict(_))
+    }
+
+    /// Whether this is [`Error::Busy`].
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
+    /// A failure the driver reported, in its words, short and on one line.
+    pub(crate) fn driver(message: &str, source: impl Into<BoxError>) -> Error {
+        Error::Driver {
+            message: one_line_short(message, MAX_MESSAGE_CHARS),
+            source: source.into(),
+        }
     }
 }
 
@@ -148,41 +177,6 @@ pub fn one_line_short(text: &str, max: usize) -> String {
     out
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(err: rusqlite::Error) -> Error {
-        let short = |text: &str| one_line_short(text, MAX_MESSAGE_CHARS);
-        let (e, msg) = match &err {
-            rusqlite::Error::SqliteFailure(e, msg) => (e, msg.as_deref()),
-            // Its Display appends the whole statement ("... in SELECT ... at offset N"),
-            // which can be ~100 KB for a big rule: keep SQLite's message only.
-            rusqlite::Error::SqlInputError { error, msg, .. } => (error, Some(msg.as_str())),
-            _ => return Error::Database(short(&err.to_string())),
-        };
-        match e.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Busy,
-            ErrorCode::ConstraintViolation
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                Error::Conflict(short(&msg.map_or_else(|| e.to_string(), str::to_string)))
-            }
-            ErrorCode::NotADatabase => {
-                Error::Database("the file is not an Audience Manager database".into())
-            }
-            _ => Error::Database(short(msg.unwrap_or(&e.to_string()))),
-        }
-    }
-}
-
-impl From<rusqlite_migration::Error> for Error {
-    fn from(err: rusqlite_migration::Error) -> Error {
-        match err {
-            rusqlite_migration::Error::RusqliteError { err, .. } => Error::from(err),
-            other => Error::Database(format!("migration failed: {other}")),
-        }
-    }
-}
-
 impl From<csv::Error> for Error {
     fn from(err: csv::Error) -> Error {
         Error::Csv(err.to_string())
@@ -200,38 +194,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sql_errors_do_not_carry_the_statement() {
-        let conn = rusqlite::Connection::open_in_memory().expect("open");
-        let conditions = vec!["1 > 0"; 5000].join(" AND ");
-        let deep = format!("SELECT 1 WHERE {conditions}");
-        let err = Error::from(conn.prepare(&deep).map(|_| ()).expect_err("too deep"));
-        assert_eq!(
-            err.to_string(),
-            "database error: Expression tree is too large (maximum depth 1000)"
-        );
-        let columns = vec!["1"; 5000].join(", ");
-        let syntax = format!("SELECT {columns} WHERE )");
-        let raw = conn.prepare(&syntax).map(|_| ()).expect_err("syntax");
-        assert!(
-            raw.to_string().len() > syntax.len(),
-            "rusqlite quotes the SQL"
-        );
-        let err = Error::from(raw);
-        assert_eq!(err.to_string(), "database error: near \")\": syntax error");
-
-        let err = Error::from(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(format!("near {}: syntax error", "x".repeat(1000))),
-        ));
-        let text = err.to_string();
-        assert_eq!(
-            text.chars().count(),
-            "database error: ".len() + MAX_MESSAGE_CHARS + "…".chars().count()
-        );
-        assert!(text.ends_with("xx…"), "{text}");
-    }
-
-    #[test]
     fn one_line_short_joins_lines_and_cuts_with_an_ellipsis() {
         assert_eq!(one_line_short("  a\n  b\r\nc ", 10), "a b c");
         assert_eq!(one_line_short("abcdef", 6), "abcdef");
@@ -239,23 +201,5 @@ mod tests {
         assert_eq!(one_line_short("ab cd", 3), "ab…");
         assert_eq!(one_line_short("ééé", 2), "éé…");
         assert_eq!(one_line_short("", 5), "");
-    }
-
-    #[test]
-    fn unique_violation_is_a_conflict_and_busy_is_busy() {
-        let conn = rusqlite::Connection::open_in_memory().expect("open");
-        conn.execute_batch("CREATE TABLE t (x TEXT UNIQUE); INSERT INTO t VALUES ('a');")
-            .expect("setup");
-        let err = conn
-            .execute("INSERT INTO t VALUES ('a')", [])
-            .map_err(Error::from)
-            .expect_err("duplicate");
-        assert!(err.is_conflict(), "{err:?}");
-
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
-        assert!(matches!(Error::from(busy), Error::Busy));
     }
 }

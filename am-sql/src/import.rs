@@ -16,9 +16,9 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior, params};
+use sea_query::{Alias, Expr, ExprTrait, Query, Value, Values};
 
-use crate::db;
+use crate::conn::{Conn, TxMode, transaction};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -139,11 +139,28 @@ pub struct ImportReport {
 }
 
 /// A validated value ready to bind.
-type Cell = rusqlite::types::Value;
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Cell {
+    fn value(&self) -> Value {
+        match self {
+            Cell::Null => Value::BigInt(None),
+            Cell::Integer(i) => Value::BigInt(Some(*i)),
+            Cell::Real(f) => Value::Double(Some(*f)),
+            Cell::Text(t) => Value::String(Some(t.clone())),
+        }
+    }
+}
 
 /// Imports a CSV file (with a header line) into a data table; see the module docs.
 pub fn import_csv(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     table: ImportTable,
     reader: impl Read,
     options: ImportOptions,
@@ -176,7 +193,7 @@ impl<R: Read> CsvFile<R> {
     /// Imports the rows; see the module docs.
     pub fn import(
         self,
-        conn: &mut Connection,
+        conn: &mut dyn Conn,
         options: ImportOptions,
         progress: &dyn Progress,
     ) -> Result<ImportReport> {
@@ -190,18 +207,35 @@ impl<R: Read> CsvFile<R> {
 }
 
 fn import_rows<R: Read>(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     table: ImportTable,
     csv: &mut csv::Reader<Input<R>>,
     header: &[usize],
     options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // One data-version bump for the file instead of one per row; the triggers come back
-    // before commit, so other writers never see them missing.
-    let triggers = db::data_table_objects(&tx, "trigger")?;
-    db::drop_objects(&tx, "trigger", &triggers)?;
+    // One transaction: all rows or none, and one data-version bump for the file; change
+    // tracking is paused inside it only (see `Dialect::bulk_load_begin`).
+    transaction(conn, TxMode::Write, |conn| {
+        conn.dialect().bulk_load_begin(conn)?;
+        let report = import_in(conn, table, csv, header, options, progress)?;
+        conn.dialect().bulk_load_end(conn)?;
+        if report.imported > 0 {
+            crate::tracking::bump_data_version(conn)?;
+        }
+        Ok(report)
+    })
+    .inspect(|report| progress.finish(&format!("{} rows imported", report.imported)))
+}
+
+fn import_in<R: Read>(
+    conn: &mut dyn Conn,
+    table: ImportTable,
+    csv: &mut csv::Reader<Input<R>>,
+    header: &[usize],
+    options: ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
 
     let mut bad = BadRows::default();
     // The first line whose quoted value may hide rows (see the module docs).
@@ -209,21 +243,27 @@ fn import_rows<R: Read>(
     let mut imported = 0u64;
     {
         let columns = table.columns();
-        let placeholders = (1..=columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut insert = tx.prepare(&format!(
-            "INSERT INTO {} ({}) VALUES ({placeholders})",
-            table.table_name(),
-            columns.join(", ")
-        ))?;
+        let dialect = conn.dialect();
+        // Built once, run with each row's values.
+        let (insert, _) = dialect.build(
+            Query::insert()
+                .into_table(Alias::new(table.table_name()))
+                .columns(columns.iter().map(|c| Alias::new(*c)))
+                .values_panic(columns.iter().map(|_| Expr::val(0i64))),
+        );
         let key = columns[0];
-        let mut key_exists = tx.prepare(&format!(
-            "SELECT 1 FROM {} WHERE {key} = ?1",
-            table.table_name()
-        ))?;
-        let mut user_exists = tx.prepare("SELECT 1 FROM users WHERE user_id = ?1")?;
+        let probe = |table: &str, column: &str| {
+            dialect
+                .build(
+                    Query::select()
+                        .expr(Expr::val(1))
+                        .from(Alias::new(table))
+                        .and_where(Expr::col(Alias::new(column)).eq(0i64)),
+                )
+                .0
+        };
+        let key_exists = probe(table.table_name(), key);
+        let user_exists = probe("users", "user_id");
         let mut seen_keys: HashSet<i64> = HashSet::new();
 
         progress.begin(&format!("importing {}", table.table_name()), None);
@@ -241,7 +281,7 @@ fn import_rows<R: Read>(
                 .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
                 .sum();
             let end = csv.position().line().saturating_sub(1);
-            let line = end.saturating_sub(inner).max(before);
+            let line = std::cmp::max(end.saturating_sub(inner), before);
             if let Some(opened) = csv.get_ref().quote_open_at_end()
                 && csv.position().byte() == csv.get_ref().bytes
             {
@@ -282,7 +322,7 @@ fn import_rows<R: Read>(
                     problems.push(format!(
                         "duplicate {key} {id} (already earlier in the file)"
                     ));
-                } else if exists(&mut key_exists, id)? {
+                } else if exists(conn, &key_exists, id)? {
                     problems.push(format!(
                         "{key} {id} already exists in {}",
                         table.table_name()
@@ -291,7 +331,7 @@ fn import_rows<R: Read>(
             }
             if table != ImportTable::Users
                 && let Some(Cell::Integer(user)) = cells.get(1)
-                && !exists(&mut user_exists, *user)?
+                && !exists(conn, &user_exists, *user)?
             {
                 problems.push(format!("user_id {user} does not exist in users"));
             }
@@ -306,7 +346,10 @@ fn import_rows<R: Read>(
                     // After the first bad row of an all-or-nothing import (or a quote that
                     // may hide rows) nothing will be kept, so only validation goes on.
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
-                        insert.execute(rusqlite::params_from_iter(cells.iter()))?;
+                        conn.execute_sql(
+                            &insert,
+                            Values(cells.iter().map(Cell::value).collect()),
+                        )?;
                         imported += 1;
                         if imported.is_multiple_of(10_000) {
                             progress.advance(10_000);
@@ -324,7 +367,7 @@ fn import_rows<R: Read>(
 
     if bad.total > 0 && (!options.skip_bad_rows || quote_line.is_some()) {
         progress.finish("nothing imported");
-        // Dropping the transaction rolls back every insert and the trigger drop.
+        // The error rolls back every insert and the pause of change tracking.
         return Err(Error::Import(ImportErrors {
             table: table.table_name(),
             errors: bad.rows,
@@ -332,12 +375,6 @@ fn import_rows<R: Read>(
             quote_line,
         }));
     }
-    db::create_objects(&tx, &triggers)?;
-    if imported > 0 {
-        db::bump_data_version(&tx)?;
-    }
-    tx.commit()?;
-    progress.finish(&format!("{imported} rows imported"));
     Ok(ImportReport {
         imported,
         skipped: bad.total,
@@ -464,11 +501,14 @@ impl BadRows {
     }
 }
 
-fn exists(stmt: &mut Statement<'_>, id: i64) -> Result<bool> {
-    Ok(stmt
-        .query_row(params![id], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// Whether the probe `SELECT 1 FROM <table> WHERE <key> = $1` finds `id`.
+fn exists(conn: &mut dyn Conn, probe: &str, id: i64) -> Result<bool> {
+    let mut found = false;
+    conn.query_sql(probe, Values(vec![id.into()]), &mut |_| {
+        found = true;
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Maps each of the table's columns to its position in the file, or refuses the file
@@ -697,5 +737,17 @@ mod tests {
         ] {
             assert_eq!(normalise_time(impossible), None, "{impossible}");
         }
+    }
+}
+
+impl crate::Store {
+    /// Imports a CSV file whose header was checked (see [`CsvFile::import`]).
+    pub fn import<R: Read>(
+        &self,
+        file: CsvFile<R>,
+        options: ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        file.import(self.connection()?.as_mut(), options, progress)
     }
 }

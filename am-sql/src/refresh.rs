@@ -26,12 +26,11 @@ use am_core::plan::{Plan, PlanNode, Reuse, SetExpr};
 use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 use am_core::validate::check_rule;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::catalog::{self, Segment, SegmentRecord};
-use crate::dialect::Dialect;
-use crate::dialect::sqlite::{self, Sqlite};
+use crate::backend::{Dialect, SwapCounts};
+use crate::conn::Conn;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::render::{
@@ -63,6 +62,9 @@ pub struct RefreshRequest {
     /// Queued runs to use instead of creating new ones (the scheduler and the API create a
     /// run before the refresh starts, to answer with its id).
     pub runs: BTreeMap<RuleId, RunId>,
+    /// The owner token of the runs the refresh creates (see [`runs::fail_abandoned_runs`]);
+    /// [`Store::refresh`] sets this process's.
+    pub owner: Option<String>,
 }
 
 impl RefreshRequest {
@@ -73,6 +75,7 @@ impl RefreshRequest {
             as_of: None,
             trigger,
             runs: BTreeMap::new(),
+            owner: None,
         }
     }
 }
@@ -199,7 +202,7 @@ pub fn stale_nodes(
 /// An error is returned only when the run rows themselves cannot be written.
 #[allow(clippy::too_many_arguments)]
 pub fn refresh_plan(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     plan: &Plan,
     selected: &BTreeSet<RuleId>,
     rules: &BTreeMap<RuleId, EngineRule>,
@@ -232,7 +235,7 @@ impl RunBook {
     /// busy database is waited for a few times over; if it stays unwritable the runs stay
     /// active until this process ends, and the next process to open the database fails them
     /// as abandoned.
-    fn fail_open(&mut self, conn: &Connection, error: &str) {
+    fn fail_open(&mut self, conn: &mut dyn Conn, error: &str) {
         const ATTEMPTS: u32 = 4;
         for (run, own) in std::mem::take(&mut self.open) {
             let message = own.unwrap_or_else(|| format!("the refresh stopped: {error}"));
@@ -254,7 +257,7 @@ impl RunBook {
 
 #[allow(clippy::too_many_arguments)]
 fn refresh_nodes(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     plan: &Plan,
     selected: &BTreeSet<RuleId>,
     rules: &BTreeMap<RuleId, EngineRule>,
@@ -282,7 +285,7 @@ fn refresh_nodes(
                 } else {
                     RunTrigger::Upstream
                 };
-                runs::create_run(conn, id, trigger)?
+                runs::create_run(conn, id, trigger, request.owner.as_deref())?
             }
         };
         book.open.insert(run, None);
@@ -291,7 +294,8 @@ fn refresh_nodes(
     }
     // Recorded before reading: a write during the refresh leaves the segments stale rather
     // than wrongly fresh.
-    let data_version = crate::db::data_version(conn)?;
+    let data_version = crate::tracking::data_version(conn)?;
+    let dialect = conn.dialect();
 
     let mut needs = AggregateNeeds::new();
     for node in &nodes {
@@ -316,12 +320,12 @@ fn refresh_nodes(
     for own in own_forms.values() {
         collect_set_needs(own, &mut needs);
     }
-    let mut layout = AggregateLayout::new(&needs);
+    let mut layout = AggregateLayout::new(dialect, &needs);
     layout.plan_users_table(
         nodes.iter().map(|n| &n.compute).chain(own_forms.values()),
         as_of,
     );
-    let restore = read_faster(conn);
+    let restore = dialect.read_faster(conn);
     let aggregates_began = Instant::now();
     progress.begin("aggregates", Some(layout.tables.len() as u64));
     let shared = fill_shared(conn, &layout, as_of, progress);
@@ -338,9 +342,7 @@ fn refresh_nodes(
     let aggregates = aggregates_began.elapsed();
 
     // What set sizes are compared with; without it every node is evaluated as planned.
-    let users: Option<i64> = conn
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .ok();
+    let users: Option<i64> = crate::rules::count_rows(conn, "users").ok();
 
     let mut outcomes = Vec::with_capacity(nodes.len());
     let mut failed: BTreeSet<RuleId> = BTreeSet::new();
@@ -428,7 +430,10 @@ fn refresh_nodes(
         progress.advance(1);
     }
     drop_shared(conn, &layout);
-    restore_settings(conn, &restore);
+    for statement in restore {
+        // The connection works with either value; failing to restore one is harmless.
+        let _ = conn.batch(&statement);
+    }
     progress.finish("segments refreshed");
     Ok(RefreshReport {
         as_of,
@@ -449,18 +454,16 @@ enum NodeError {
 /// Creates and fills the shared aggregate tables (temporary: private to this connection and
 /// gone with it, so readers never see them).
 fn fill_shared(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     layout: &AggregateLayout,
     as_of: Timestamp,
     progress: &dyn Progress,
 ) -> Result<()> {
+    let d = layout.dialect;
     for table in &layout.tables {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", table.name))?;
-        conn.execute_batch(&Sqlite.table(&layout.create_statement(table)))?;
-        let (sql, values) = layout
-            .fill_statement(table, as_of)
-            .build(sea_query::SqliteQueryBuilder);
-        sqlite::execute(conn, (sql, values))?;
+        conn.batch(&format!("DROP TABLE IF EXISTS {}", d.scratch_table(&table.name)))?;
+        conn.batch(&d.table(&layout.create_statement(table)))?;
+        conn.exec(&layout.fill_statement(table, as_of))?;
         progress.advance(1);
     }
     Ok(())
@@ -468,65 +471,36 @@ fn fill_shared(
 
 /// Creates and fills the users table, if the layout has one: built once from `users` and the
 /// shared tables, so the rules that need `users` each scan it in order.
-fn fill_users_table(conn: &Connection, layout: &AggregateLayout) -> Result<()> {
+fn fill_users_table(conn: &mut dyn Conn, layout: &AggregateLayout) -> Result<()> {
     let (Some(create), Some(fill)) = (layout.users_table_create(), layout.users_table_fill())
     else {
         return Ok(());
     };
     drop_users_table(conn, layout);
-    conn.execute_batch(&Sqlite.table(&create))?;
-    sqlite::execute(conn, fill.build(sea_query::SqliteQueryBuilder))?;
+    conn.batch(&layout.dialect.table(&create))?;
+    conn.exec(&fill)?;
     Ok(())
 }
 
-fn drop_users_table(conn: &Connection, layout: &AggregateLayout) {
+fn drop_users_table(conn: &mut dyn Conn, layout: &AggregateLayout) {
     if let Some(users) = &layout.users_table {
         // Temporary: gone with the connection anyway, so a failed drop is harmless.
-        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", users.name));
+        let _ = conn.batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            layout.dialect.scratch_table(&users.name)
+        ));
     }
 }
 
-/// Page reads the refresh's many scans (each rule reads the shared aggregates and users
-/// again) make cheaper: the database memory-mapped instead of copied in by `pread`, and a page
-/// cache for the temporary aggregates large enough to keep them in memory. Both are bounded;
-/// returns the previous settings.
-fn read_faster(conn: &Connection) -> Vec<(&'static str, i64)> {
-    const SETTINGS: [(&str, i64); 2] = [
-        // Bytes of the file to map; reads past it fall back to `pread`.
-        ("main.mmap_size", 1 << 30),
-        // Negative: KiB, here 128 MiB, an upper bound filled only as the tables grow.
-        ("temp.cache_size", -131_072),
-    ];
-    let mut previous = Vec::new();
-    for (pragma, value) in SETTINGS {
-        // Only a speed-up: a setting that cannot be read or changed is left as it was.
-        let Ok(old) = conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0))
-        else {
-            continue;
-        };
-        if conn
-            .execute_batch(&format!("PRAGMA {pragma} = {value}"))
-            .is_ok()
-        {
-            previous.push((pragma, old));
-        }
-    }
-    previous
-}
-
-fn restore_settings(conn: &Connection, previous: &[(&'static str, i64)]) {
-    for (pragma, value) in previous {
-        // The connection works with either value; failing to restore one is harmless.
-        let _ = conn.execute_batch(&format!("PRAGMA {pragma} = {value}"));
-    }
-}
-
-fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
+fn drop_shared(conn: &mut dyn Conn, layout: &AggregateLayout) {
     drop_users_table(conn, layout);
     for table in &layout.tables {
         // Temporary tables vanish with the connection anyway; failing to drop one early
         // is harmless.
-        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{}\"", table.name));
+        let _ = conn.batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            layout.dialect.scratch_table(&table.name)
+        ));
     }
 }
 
@@ -534,7 +508,7 @@ fn drop_shared(conn: &Connection, layout: &AggregateLayout) {
 /// transaction.
 #[allow(clippy::too_many_arguments)]
 fn refresh_node(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     plan: &Plan,
     node: &PlanNode,
     evaluation: &Evaluation,
@@ -545,14 +519,17 @@ fn refresh_node(
     run: Option<RunId>,
     reused_from: &[RuleId],
     started: Instant,
-) -> Result<sqlite::SwapCounts> {
+) -> Result<SwapCounts> {
     let id = node.rule_id;
+    let dialect = layout.dialect;
     let shared = RenderContext {
+        dialect,
         as_of,
         aggregates: Aggregates::Shared(layout),
         base_first: evaluation.base_first,
     };
     let standalone = RenderContext {
+        dialect,
         as_of,
         aggregates: Aggregates::Standalone,
         base_first: false,
@@ -567,7 +544,7 @@ fn refresh_node(
             .map(|n| n.compute.clone())
             .or_else(|| rule_definition(rules)(id))
     };
-    let sql_query = Sqlite.inline(&render_set(
+    let sql_query = dialect.inline(&render_set(
         &inline_segments(&evaluation.compute, &definition, 0),
         &standalone,
     ));
@@ -576,27 +553,32 @@ fn refresh_node(
         None => (node.rule_name.clone(), None, 0),
     };
     let select = render_set(&evaluation.compute, &shared);
-    sqlite::refresh_segment(conn, id, select, |tx, counts| {
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        catalog::upsert_segment(
-            tx,
-            &SegmentRecord {
-                rule_id: id,
-                segment_name: name,
-                description,
-                row_count: counts.row_count,
-                sql_query,
-                rule_version: version,
-                data_version,
-                as_of,
-                entered: counts.entered,
-                left: counts.left,
-                duration_ms,
-                reused_from: reused_from.to_vec(),
-            },
-        )?;
+    let mut record = Some(SegmentRecord {
+        rule_id: id,
+        segment_name: name,
+        description,
+        row_count: 0,
+        sql_query,
+        rule_version: version,
+        data_version,
+        as_of,
+        entered: 0,
+        left: 0,
+        duration_ms: 0,
+        reused_from: reused_from.to_vec(),
+        engine: dialect.name().to_owned(),
+    });
+    dialect.rebuild_segment(conn, id, select, &mut |conn, counts| {
+        let Some(mut record) = record.take() else {
+            return Ok(());
+        };
+        record.row_count = counts.row_count;
+        record.entered = counts.entered;
+        record.left = counts.left;
+        record.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        catalog::upsert_segment(conn, &record)?;
         if let Some(run) = run {
-            runs::mark_succeeded(tx, run, counts.row_count, counts.entered, counts.left)?;
+            runs::mark_succeeded(conn, run, counts.row_count, counts.entered, counts.left)?;
         }
         Ok(())
     })
@@ -620,7 +602,7 @@ struct Evaluation {
 /// anyway): that scans the same aggregates without any lookups, so reading the segment saves
 /// nothing there.
 fn evaluation_of(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     node: &PlanNode,
     own_form: Option<&SetExpr>,
     users: Option<i64>,
@@ -633,6 +615,9 @@ fn evaluation_of(
     let (SetExpr::Filter(inner, _), Some(users)) = (&node.compute, users) else {
         return as_planned(false);
     };
+    if !conn.dialect().drives_from_small_sets() {
+        return as_planned(false);
+    }
     if matches!(inner.as_ref(), SetExpr::AllUsers) {
         return as_planned(false);
     }
@@ -649,22 +634,19 @@ fn evaluation_of(
 }
 
 /// An upper bound of a set's size from its segments' row counts; `None` if one can't be read.
-fn members_at_most(conn: &Connection, set: &SetExpr, users: i64) -> Option<i64> {
-    let sizes = |xs: &[SetExpr]| -> Option<Vec<i64>> {
-        xs.iter().map(|x| members_at_most(conn, x, users)).collect()
+fn members_at_most(conn: &mut dyn Conn, set: &SetExpr, users: i64) -> Option<i64> {
+    let mut sizes = |xs: &[SetExpr]| -> Option<Vec<i64>> {
+        let mut out = Vec::with_capacity(xs.len());
+        for x in xs {
+            out.push(members_at_most(conn, x, users)?);
+        }
+        Some(out)
     };
     match set {
         SetExpr::AllUsers => Some(users),
-        SetExpr::Segment(id) => conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM \"{}\"",
-                    catalog::segment_table_name(*id)
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .ok(),
+        SetExpr::Segment(id) => {
+            crate::rules::count_rows(conn, &catalog::segment_table_name(*id)).ok()
+        }
         SetExpr::Intersect(xs) => Some(sizes(xs)?.into_iter().min().unwrap_or(users)),
         SetExpr::Union(xs) => Some(sizes(xs)?.into_iter().sum()),
         SetExpr::Difference(first, _) | SetExpr::Filter(first, _) => {
@@ -707,7 +689,7 @@ pub struct Preview {
 }
 
 /// Every stored rule, checked, by id.
-fn engine_rules(conn: &Connection) -> Result<BTreeMap<RuleId, EngineRule>> {
+fn engine_rules(conn: &mut dyn Conn) -> Result<BTreeMap<RuleId, EngineRule>> {
     engine_rules_of(&crate::rules::all_rules(conn)?)
 }
 
@@ -794,8 +776,8 @@ impl Store {
             let mut book = RunBook::default();
             book.open
                 .extend(request.runs.values().map(|&run| (run, None)));
-            if let Ok(conn) = self.connection() {
-                book.fail_open(&conn, &e.to_string());
+            if let Ok(mut conn) = self.connection() {
+                book.fail_open(conn.as_mut(), &e.to_string());
             }
         }
         result
@@ -808,17 +790,18 @@ impl Store {
     ) -> Result<RefreshReport> {
         let as_of = request.as_of.unwrap_or_else(now_as_of);
         let mut conn = self.connection()?;
-        let rules = engine_rules(&conn)?;
+        let conn = conn.as_mut();
+        let rules = engine_rules(conn)?;
         let planner = planner_of(&rules)?;
         let plan = match &request.targets {
             RefreshTargets::All | RefreshTargets::Stale => planner.plan_all(),
             RefreshTargets::Rules(ids) => planner.plan_for(ids)?,
         };
-        let segments: BTreeMap<RuleId, Segment> = catalog::all_segments(&conn)?
+        let segments: BTreeMap<RuleId, Segment> = catalog::all_segments(conn)?
             .into_iter()
             .map(|s| (s.rule_id, s))
             .collect();
-        let data_version = crate::db::data_version(&conn)?;
+        let data_version = crate::tracking::data_version(conn)?;
         let stale = stale_nodes(&plan, &rules, &segments, data_version, as_of);
         let in_plan: BTreeSet<RuleId> = plan.nodes.iter().map(|n| n.rule_id).collect();
         let targets: BTreeSet<RuleId> = match &request.targets {
@@ -830,21 +813,25 @@ impl Store {
         // A run queued for a rule must end, so its rule is refreshed too.
         selected.extend(request.runs.keys().filter(|id| in_plan.contains(id)));
         selected.retain(|id| in_plan.contains(id));
+        let mut request = request.clone();
+        if request.owner.is_none() {
+            request.owner = self.owner_token()?;
+        }
         refresh_plan(
-            &mut conn, &plan, &selected, &rules, request, &targets, as_of, progress,
+            conn, &plan, &selected, &rules, &request, &targets, as_of, progress,
         )
     }
 
     /// A rule's plan with the SQL of every node (values inlined, aggregates standalone);
     /// `NotFound` if there is no such rule.
     pub fn explain(&self, rule_id: RuleId) -> Result<Explain> {
-        let conn = self.connection()?;
-        let rules = engine_rules(&conn)?;
+        let mut conn = self.connection()?;
+        let rules = engine_rules(conn.as_mut())?;
         if !rules.contains_key(&rule_id) {
             return Err(crate::error::Error::not_found_id("rule", rule_id));
         }
         let plan = planner_of(&rules)?.plan_for(&[rule_id])?;
-        Ok(explain_plan(&plan, now_as_of()))
+        Ok(explain_plan(conn.dialect(), &plan, now_as_of()))
     }
 
     /// Plans an unsaved rule against the stored ones and counts its members now, writing
@@ -861,8 +848,9 @@ impl Store {
         as_of: Option<Timestamp>,
     ) -> Result<Preview> {
         let checked = check_rule(spec)?;
-        let conn = self.connection()?;
-        let mut rules = engine_rules(&conn)?;
+        let mut conn = self.connection()?;
+        let dialect = conn.dialect();
+        let mut rules = engine_rules(conn.as_mut())?;
         let id = match editing {
             Some(id) if rules.contains_key(&id) => id,
             Some(id) => return Err(crate::error::Error::not_found_id("rule", id)),
@@ -891,24 +879,26 @@ impl Store {
         let compute = inline_segments(&rule_set_expr(&checked), &rule_definition(&rules), 0);
         let as_of = as_of.unwrap_or_else(now_as_of);
         let ctx = RenderContext {
+            dialect,
             as_of,
             aggregates: Aggregates::Standalone,
             base_first: false,
         };
         let select = render_set(&compute, &ctx);
         Ok(Preview {
-            audience_size: sqlite::count(&conn, &select)?,
+            audience_size: conn.count(&select)?,
             rule_id: id,
-            plan: explain_plan(&plan, as_of),
+            plan: explain_plan(dialect, &plan, as_of),
             reuse,
-            sql: Sqlite.inline(&select),
+            sql: dialect.inline(&select),
         })
     }
 }
 
 /// A plan with the standalone SQL of every node.
-fn explain_plan(plan: &Plan, as_of: Timestamp) -> Explain {
+fn explain_plan(dialect: Dialect, plan: &Plan, as_of: Timestamp) -> Explain {
     let ctx = RenderContext {
+        dialect,
         as_of,
         aggregates: Aggregates::Standalone,
         base_first: false,
@@ -924,7 +914,7 @@ fn explain_plan(plan: &Plan, as_of: Timestamp) -> Explain {
                 rule_name: n.rule_name.clone(),
                 upstream: n.upstream.clone(),
                 reuse: n.reuse.clone(),
-                sql: Sqlite.inline(&render_set(&n.compute, &ctx)),
+                sql: dialect.inline(&render_set(&n.compute, &ctx)),
             })
             .collect(),
     }

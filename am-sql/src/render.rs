@@ -26,12 +26,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use am_core::expr::{
-    CmpOp, Expr, Pred, Scope, Source, TIMESTAMP_FORMAT, Test, Timestamp, Value, Window,
+    CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window,
 };
 use am_core::field::{Field, ValueType};
 use am_core::plan::SetExpr;
 use am_core::rule::RuleId;
 
+use crate::backend::Dialect;
 use crate::catalog::segment_table_name as segment_table;
 use chrono::Duration;
 use sea_query::{
@@ -80,11 +81,11 @@ impl AggColumn {
         }
     }
 
-    /// The column's declared type: text for dates, integer for the rest.
-    fn column_type(self) -> ColumnType {
+    /// The column's declared type: a time for dates, a 64-bit integer for the rest.
+    fn column_type(self, d: Dialect) -> ColumnType {
         match self {
-            AggColumn::FirstDate | AggColumn::LastDate => ColumnType::Text,
-            _ => ColumnType::Integer,
+            AggColumn::FirstDate | AggColumn::LastDate => d.time_column(),
+            _ => ColumnType::BigInteger,
         }
     }
 
@@ -172,8 +173,10 @@ pub struct SharedTable {
 }
 
 /// The shared aggregate tables of one refresh and where each scope's columns are.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AggregateLayout {
+    /// The engine the tables are built on.
+    pub dialect: Dialect,
     pub tables: Vec<SharedTable>,
     by_scope: BTreeMap<Scope, (usize, String)>,
     /// The per-user table the rules that need `users` read instead, if the plan has such
@@ -203,7 +206,7 @@ fn users_table_prefix(table: &SharedTable, prefix: &str) -> String {
 impl AggregateLayout {
     /// Groups the scopes by (source, window), one table `agg_<n>` per group, so the
     /// transactions of a window are scanned once however many rules and filters read them.
-    pub fn new(needs: &AggregateNeeds) -> Self {
+    pub fn new(dialect: Dialect, needs: &AggregateNeeds) -> Self {
         type Group = Vec<(Scope, BTreeSet<AggColumn>)>;
         let mut groups: BTreeMap<(Source, Window), Group> = BTreeMap::new();
         for (scope, cols) in needs {
@@ -212,7 +215,12 @@ impl AggregateLayout {
                 .or_default()
                 .push((scope.clone(), cols.clone()));
         }
-        let mut layout = AggregateLayout::default();
+        let mut layout = AggregateLayout {
+            dialect,
+            tables: Vec::new(),
+            by_scope: BTreeMap::new(),
+            users_table: None,
+        };
         for (n, ((source, window), scopes)) in groups.into_iter().enumerate() {
             let mut table = SharedTable {
                 name: format!("agg_{n}"),
@@ -236,12 +244,12 @@ impl AggregateLayout {
         create
             .table(Alias::new(table.name.clone()))
             .temporary()
-            .col(ColumnDef::new(USER_ID).integer().primary_key());
+            .col(self.dialect.key_column(USER_ID));
         for (_, prefix, cols) in &table.scopes {
             for col in cols {
                 create.col(ColumnDef::new_with_type(
                     Alias::new(format!("{prefix}{}", col.name())),
-                    col.column_type(),
+                    col.column_type(self.dialect),
                 ));
             }
         }
@@ -266,7 +274,7 @@ impl AggregateLayout {
             }
             for col in cols {
                 select.expr_as(
-                    aggregate_column(*col, guard),
+                    aggregate_column(self.dialect, *col, guard),
                     Alias::new(format!("{prefix}{}", col.name())),
                 );
                 columns.push(Alias::new(format!("{prefix}{}", col.name())));
@@ -283,6 +291,7 @@ impl AggregateLayout {
             }
         }
         let scan = scan_statement(
+            self.dialect,
             table.source,
             &table.window,
             prune.as_ref(),
@@ -382,7 +391,7 @@ impl AggregateLayout {
         create
             .table(Alias::new(users.name.clone()))
             .temporary()
-            .col(ColumnDef::new(USER_ID).integer().primary_key());
+            .col(self.dialect.key_column(USER_ID));
         for (name, column_type) in self.users_table_columns(users) {
             create.col(ColumnDef::new_with_type(Alias::new(name), column_type));
         }
@@ -437,8 +446,9 @@ impl AggregateLayout {
             .filter(|f| f.name() != USER_ID)
             .map(|f| {
                 let column_type = match f.value_type() {
-                    ValueType::Integer => ColumnType::Integer,
-                    ValueType::Text | ValueType::Timestamp => ColumnType::Text,
+                    ValueType::Integer => ColumnType::BigInteger,
+                    ValueType::Text => ColumnType::Text,
+                    ValueType::Timestamp => self.dialect.time_column(),
                     ValueType::Money => ColumnType::Double,
                 };
                 (f.name().to_owned(), column_type)
@@ -450,7 +460,7 @@ impl AggregateLayout {
                 let wide = users_table_prefix(&self.tables[i], prefix);
                 columns.extend(
                     cols.iter()
-                        .map(|c| (format!("{wide}{}", c.name()), c.column_type())),
+                        .map(|c| (format!("{wide}{}", c.name()), c.column_type(self.dialect))),
                 );
             }
         }
@@ -476,6 +486,8 @@ pub enum Aggregates<'a> {
 /// Everything a statement depends on besides the plan itself.
 #[derive(Debug, Clone, Copy)]
 pub struct RenderContext<'a> {
+    /// The engine the statement is for.
+    pub dialect: Dialect,
     /// The run's as-of time: relative windows and `days_since_last_transaction` use it.
     pub as_of: Timestamp,
     pub aggregates: Aggregates<'a>,
@@ -611,7 +623,7 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
                 let absent = |s: &Scope| s == scope;
                 q.join_subquery(
                     join_type(e, &absent, ctx.as_of),
-                    scope_aggregates(scope, cols, ctx.as_of),
+                    scope_aggregates(ctx.dialect, scope, cols, ctx.as_of),
                     Alias::new(alias.clone()),
                     SqlExpr::col((Alias::new(alias.clone()), USER_ID)).equals((USERS, USER_ID)),
                 );
@@ -619,7 +631,7 @@ fn render_filter(inner: &SetExpr, e: &Expr, ctx: &RenderContext<'_>) -> SelectSt
             }
         }
     }
-    let cond = user_condition(e, &located, ctx.as_of);
+    let cond = user_condition(ctx.dialect, e, &located, ctx.as_of);
     q.and_where(cond);
     q
 }
@@ -648,7 +660,7 @@ fn aggregates_only(
             Some((s.clone(), (alias.clone(), prefix.to_owned())))
         })
         .collect();
-    q.and_where(user_condition(e, &located, ctx.as_of));
+    q.and_where(user_condition(ctx.dialect, e, &located, ctx.as_of));
     Some(q)
 }
 
@@ -687,7 +699,7 @@ fn from_users_table(
     }
     let mut q = Query::select();
     from_narrowed(&mut q, &users.name, WIDE, inner, ctx);
-    q.and_where(condition_on(e, WIDE, &located, ctx.as_of));
+    q.and_where(condition_on(ctx.dialect, e, WIDE, &located, ctx.as_of));
     Some(q)
 }
 
@@ -823,6 +835,7 @@ fn when_absent(e: &Expr, absent: &dyn Fn(&Scope) -> bool, as_of: Timestamp) -> O
 
 /// `SELECT t.user_id, <aggregates> FROM <scope's transactions> AS t GROUP BY t.user_id`.
 pub fn scope_aggregates(
+    d: Dialect,
     scope: &Scope,
     cols: &BTreeSet<AggColumn>,
     as_of: Timestamp,
@@ -830,10 +843,11 @@ pub fn scope_aggregates(
     let mut q = Query::select();
     q.column((SCAN, USER_ID));
     for col in cols {
-        q.expr_as(aggregate_column(*col, None), col.name());
+        q.expr_as(aggregate_column(d, *col, None), col.name());
     }
     let columns = cols.iter().filter_map(|c| scan_column(*c)).collect();
     let scan = scan_statement(
+        d,
         scope.source,
         &scope.window,
         scope.filter.as_deref(),
@@ -846,22 +860,25 @@ pub fn scope_aggregates(
 
 /// Amount in integer cents, exact for decimals written as binary floating point.
 fn cents_of(amount: SqlExpr) -> SqlExpr {
-    Func::cast_as(Func::round(amount.mul(100)), "INTEGER").into()
+    Func::cast_as(Func::round(amount.mul(100)), "BIGINT").into()
 }
 
 /// One aggregate over the scan `t`; with a guard, only rows where it holds count.
-fn aggregate_column(col: AggColumn, guard: Option<&Expr>) -> SqlExpr {
+fn aggregate_column(d: Dialect, col: AggColumn, guard: Option<&Expr>) -> SqlExpr {
     let guarded = |value: SqlExpr| -> SqlExpr {
         match guard {
             None => value,
             Some(f) => sea_query::CaseStatement::new()
-                .case(tx_condition(f, Source::All, true), value)
+                .case(tx_condition(d, f, Source::All, true), value)
                 .into(),
         }
     };
     let col_ref = |name: &'static str| SqlExpr::col((SCAN, name));
     match col {
-        AggColumn::TotalCents => Func::sum(guarded(col_ref("cents"))).into(),
+        // BIGINT again: engines with sized integers widen a sum to a decimal.
+        AggColumn::TotalCents => {
+            Func::cast_as(Func::sum(guarded(col_ref("cents"))), "BIGINT").into()
+        }
         AggColumn::TxCount => match guard {
             None => Func::count(SqlExpr::cust("*")).into(),
             Some(_) => Func::count(guarded(SqlExpr::val(1))).into(),
@@ -879,6 +896,7 @@ fn aggregate_column(col: AggColumn, guard: Option<&Expr>) -> SqlExpr {
 /// `user_id, cents, category, merchant, description, transaction_date`. Source `All` is both
 /// tables `UNION ALL`, with `merchant` null on UPI rows and `description` null on card rows.
 fn scan_statement(
+    d: Dialect,
     source: Source,
     window: &Window,
     filter: Option<&Expr>,
@@ -912,11 +930,11 @@ fn scan_statement(
             }
         }
         q.from(name);
-        for c in window_conditions(window, as_of) {
+        for c in window_conditions(d, window, as_of) {
             q.and_where(c);
         }
         if let Some(f) = filter {
-            q.and_where(tx_condition(f, table, false));
+            q.and_where(tx_condition(d, f, table, false));
         }
         q
     };
@@ -963,7 +981,7 @@ fn filter_columns(e: &Expr, out: &mut BTreeSet<&'static str>) {
 }
 
 /// The bounds of a window on `transaction_date`; none when unbounded (null dates kept).
-fn window_conditions(window: &Window, as_of: Timestamp) -> Vec<SqlExpr> {
+fn window_conditions(d: Dialect, window: &Window, as_of: Timestamp) -> Vec<SqlExpr> {
     let date = || SqlExpr::col("transaction_date");
     let (start, end) = match window {
         Window::Range { start, end } => (*start, *end),
@@ -975,10 +993,10 @@ fn window_conditions(window: &Window, as_of: Timestamp) -> Vec<SqlExpr> {
     };
     let mut out = Vec::new();
     if let Some(s) = start {
-        out.push(date().gte(time_text(s)));
+        out.push(date().gte(d.time_value(s)));
     }
     if let Some(e) = end {
-        out.push(date().lte(time_text(e)));
+        out.push(date().lte(d.time_value(e)));
     }
     // `LastDays` with an unrepresentable start still needs a date.
     if out.is_empty() && window.is_relative() {
@@ -987,9 +1005,6 @@ fn window_conditions(window: &Window, as_of: Timestamp) -> Vec<SqlExpr> {
     out
 }
 
-fn time_text(t: Timestamp) -> String {
-    t.format(TIMESTAMP_FORMAT).to_string()
-}
 
 /// A transaction field's column in one branch of the scan (`t.<col>` when reading the scan
 /// itself); null where the table has no such column.
@@ -1004,7 +1019,7 @@ fn tx_column(field: Field, table: Source) -> SqlExpr {
 
 /// A condition over transaction rows. `on_scan` reads the columns of the scan `t` (for the
 /// `CASE` guards of shared tables), else the base table of `table`.
-fn tx_condition(e: &Expr, table: Source, on_scan: bool) -> SqlExpr {
+fn tx_condition(d: Dialect, e: &Expr, table: Source, on_scan: bool) -> SqlExpr {
     bool_tree(e, &mut |p| match p {
         Pred::Tx { field, test } => {
             let subject = if on_scan {
@@ -1018,7 +1033,7 @@ fn tx_condition(e: &Expr, table: Source, on_scan: bool) -> SqlExpr {
             } else {
                 tx_column(*field, table)
             };
-            render_test(Subject::Plain(subject, field.value_type()), test)
+            render_test(d, Subject::Plain(subject, field.value_type()), test)
         }
         // Only transaction fields have meaning on a transaction row.
         Pred::Profile { .. } | Pred::Aggregate { .. } => false_expr(),
@@ -1027,15 +1042,17 @@ fn tx_condition(e: &Expr, table: Source, on_scan: bool) -> SqlExpr {
 
 /// A condition over users: profile fields on `users`, aggregates from their located columns.
 fn user_condition(
+    d: Dialect,
     e: &Expr,
     located: &BTreeMap<Scope, (String, String)>,
     as_of: Timestamp,
 ) -> SqlExpr {
-    condition_on(e, USERS, located, as_of)
+    condition_on(d, e, USERS, located, as_of)
 }
 
 /// [`user_condition`] with the profile fields read from table (or alias) `profile`.
 fn condition_on(
+    d: Dialect,
     e: &Expr,
     profile: &str,
     located: &BTreeMap<Scope, (String, String)>,
@@ -1043,6 +1060,7 @@ fn condition_on(
 ) -> SqlExpr {
     bool_tree(e, &mut |p| match p {
         Pred::Profile { field, test } => render_test(
+            d,
             Subject::Plain(
                 SqlExpr::col((Alias::new(profile), field.name())),
                 field.value_type(),
@@ -1082,18 +1100,10 @@ fn condition_on(
                     Field::LastTransactionDate => {
                         Subject::Plain(col(AggColumn::LastDate), ValueType::Timestamp)
                     }
-                    Field::DaysSinceLastTransaction => {
-                        let days: SqlExpr = Func::cust("julianday")
-                            .arg(as_of.date().format("%Y-%m-%d").to_string())
-                            .into();
-                        let last: SqlExpr = Func::cust("julianday")
-                            .arg(SqlExpr::from(
-                                Func::cust("date").arg(col(AggColumn::LastDate)),
-                            ))
-                            .into();
-                        let diff: SqlExpr = SqlExpr::expr(days).sub(last);
-                        Subject::Plain(Func::cast_as(diff, "INTEGER").into(), ValueType::Integer)
-                    }
+                    Field::DaysSinceLastTransaction => Subject::Plain(
+                        d.days_since(as_of.date(), col(AggColumn::LastDate)),
+                        ValueType::Integer,
+                    ),
                     Field::AvgTransactionAmount => Subject::Avg {
                         sum: col(AggColumn::TotalCents),
                         n: col(AggColumn::AmountCount),
@@ -1101,7 +1111,7 @@ fn condition_on(
                     // Not an aggregate: no value, as the evaluator says.
                     _ => Subject::Plain(SqlExpr::cust("NULL"), field.value_type()),
                 };
-                render_test(subject, test)
+                render_test(d, subject, test)
             }
             None => false_expr(),
         },
@@ -1160,13 +1170,13 @@ enum Subject {
 
 /// A value as SQL, if it has the type of the subject (a test against a value of another type
 /// is false, as in the evaluator).
-fn typed_value(v: &Value, ty: ValueType) -> Option<sea_query::Value> {
+fn typed_value(d: Dialect, v: &Value, ty: ValueType) -> Option<sea_query::Value> {
     match (v, ty) {
         (Value::Int(i), ValueType::Integer) | (Value::Money(i), ValueType::Money) => {
             Some((*i).into())
         }
         (Value::Text(s), ValueType::Text) => Some(s.clone().into()),
-        (Value::Time(t), ValueType::Timestamp) => Some(time_text(*t).into()),
+        (Value::Time(t), ValueType::Timestamp) => Some(d.time_value(*t)),
         _ => None,
     }
 }
@@ -1182,15 +1192,15 @@ fn cmp(op: CmpOp, l: SqlExpr, r: SqlExpr) -> SqlExpr {
     }
 }
 
-fn render_test(subject: Subject, test: &Test) -> SqlExpr {
+fn render_test(d: Dialect, subject: Subject, test: &Test) -> SqlExpr {
     match subject {
-        Subject::Plain(x, ty) => plain_test(x, ty, test),
+        Subject::Plain(x, ty) => plain_test(d, x, ty, test),
         Subject::Avg { sum, n } => avg_test(sum, n, test),
     }
 }
 
-fn plain_test(x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
-    let val = |v: &Value| typed_value(v, ty).map(SqlExpr::val);
+fn plain_test(d: Dialect, x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
+    let val = |v: &Value| typed_value(d, v, ty).map(SqlExpr::val);
     match test {
         Test::IsNull => x.is_null(),
         Test::IsNotNull => x.is_not_null(),
@@ -1199,7 +1209,7 @@ fn plain_test(x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
             None => false_expr(),
         },
         Test::In(vs) => {
-            let vs: Vec<sea_query::Value> = vs.iter().filter_map(|v| typed_value(v, ty)).collect();
+            let vs: Vec<sea_query::Value> = vs.iter().filter_map(|v| typed_value(d, v, ty)).collect();
             if vs.is_empty() {
                 false_expr()
             } else {
@@ -1208,7 +1218,7 @@ fn plain_test(x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
         }
         Test::NotIn(vs) => {
             let typed: Option<Vec<sea_query::Value>> =
-                vs.iter().map(|v| typed_value(v, ty)).collect();
+                vs.iter().map(|v| typed_value(d, v, ty)).collect();
             match typed {
                 // A value of another type is never "unequal" in the evaluator.
                 None => false_expr(),
@@ -1230,21 +1240,14 @@ fn plain_test(x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
             }
             any_of_sql(parts)
         }
-        Test::Contains(needle) if ty == ValueType::Text => instr_lower(x, needle).gt(0),
-        Test::StartsWith(prefix) if ty == ValueType::Text => instr_lower(x, prefix).eq(1),
+        Test::Contains(needle) if ty == ValueType::Text => d
+            .ascii_position(x, &needle.to_ascii_lowercase())
+            .gt(0),
+        Test::StartsWith(prefix) if ty == ValueType::Text => d
+            .ascii_position(x, &prefix.to_ascii_lowercase())
+            .eq(1),
         Test::Contains(_) | Test::StartsWith(_) => false_expr(),
     }
-}
-
-/// `instr(lower(x), 'needle')`: SQLite's `lower` folds ASCII only, as the contract asks; the
-/// needle is folded here. `LIKE` would need `%`/`_` escaping.
-fn instr_lower(x: SqlExpr, needle: &str) -> SqlExpr {
-    Func::cust("instr")
-        .args([
-            SqlExpr::from(Func::lower(x)),
-            SqlExpr::val(needle.to_ascii_lowercase()),
-        ])
-        .into()
 }
 
 /// `avg op v` as `n > 0 AND sum op v * n`, with no division and no floating point.

@@ -8,17 +8,18 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use am_core::error::{PlanError, Problem, ValidationErrors};
 use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 
+use crate::backend::previous_table_name;
 use crate::catalog::{Page, segment_table_name};
-use crate::db::{now_text, parse_time};
-use crate::dialect::previous_table_name;
+use crate::conn::{Conn, Row, TxMode, transaction};
 use crate::error::{Error, Result};
+use crate::schema::{RULE_TABLE, now};
 use crate::store::Store;
 
 /// A rule as stored: the spec as written, plus the platform's bookkeeping.
@@ -45,124 +46,124 @@ impl StoredRule {
     }
 }
 
-const RULE_COLUMNS: &str = "id, rule_name, description, conditions, schedule, start_date, \
-     end_date, depends_on, operation, created_at, updated_at, version";
+const RULE_COLUMNS: [&str; 12] = [
+    "id",
+    "rule_name",
+    "description",
+    "conditions",
+    "schedule",
+    "start_date",
+    "end_date",
+    "depends_on",
+    "operation",
+    "created_at",
+    "updated_at",
+    "version",
+];
 
-struct RawRule {
-    id: RuleId,
-    rule_name: String,
-    description: Option<String>,
-    conditions: Option<String>,
-    schedule: Option<String>,
-    start_date: Option<String>,
-    end_date: Option<String>,
-    depends_on: String,
-    operation: Option<String>,
-    created_at: String,
-    updated_at: String,
-    version: i64,
+fn select_rules() -> SelectStatement {
+    Query::select()
+        .columns(RULE_COLUMNS)
+        .from(RULE_TABLE)
+        .to_owned()
 }
 
-fn raw_rule(row: &Row<'_>) -> rusqlite::Result<RawRule> {
-    Ok(RawRule {
-        id: row.get(0)?,
-        rule_name: row.get(1)?,
-        description: row.get(2)?,
-        conditions: row.get(3)?,
-        schedule: row.get(4)?,
-        start_date: row.get(5)?,
-        end_date: row.get(6)?,
-        depends_on: row.get(7)?,
-        operation: row.get(8)?,
-        created_at: row.get(9)?,
-        updated_at: row.get(10)?,
-        version: row.get(11)?,
-    })
-}
-
-fn finish(raw: RawRule) -> Result<StoredRule> {
-    let conditions = match &raw.conditions {
+fn stored_rule(row: &Row) -> Result<StoredRule> {
+    let conditions_text = row.opt_text(3)?;
+    let conditions = match &conditions_text {
         Some(text) => serde_json::from_str(text)?,
         None => serde_json::Value::Null,
     };
     Ok(StoredRule {
-        id: raw.id,
+        id: row.i64(0)?,
         spec: RuleSpec {
-            rule_name: raw.rule_name,
-            description: raw.description,
+            rule_name: row.text(1)?,
+            description: row.opt_text(2)?,
             conditions,
-            schedule: raw.schedule,
-            start_date: raw.start_date,
-            end_date: raw.end_date,
-            depends_on: serde_json::from_str(&raw.depends_on)?,
-            operation: raw.operation,
+            schedule: row.opt_text(4)?,
+            start_date: row.opt_text(5)?,
+            end_date: row.opt_text(6)?,
+            depends_on: serde_json::from_str(&row.text(7)?)?,
+            operation: row.opt_text(8)?,
         },
-        conditions_text: raw.conditions,
-        created_at: parse_time(&raw.created_at)?,
-        updated_at: parse_time(&raw.updated_at)?,
-        version: raw.version,
+        conditions_text,
+        created_at: row.utc(9)?,
+        updated_at: row.utc(10)?,
+        version: row.i64(11)?,
     })
 }
 
+fn rules_of(conn: &mut dyn Conn, q: &SelectStatement) -> Result<Vec<StoredRule>> {
+    conn.rows(q)?.iter().map(stored_rule).collect()
+}
+
 /// One rule; `NotFound` if there is none with that id.
-pub fn get_rule(conn: &Connection, id: RuleId) -> Result<StoredRule> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {RULE_COLUMNS} FROM rule_table WHERE id = ?1"),
-            [id],
-            raw_rule,
-        )
-        .optional()?;
-    finish(raw.ok_or_else(|| Error::not_found_id("rule", id))?)
+pub fn get_rule(conn: &mut dyn Conn, id: RuleId) -> Result<StoredRule> {
+    let q = select_rules().and_where(Expr::col("id").eq(id)).to_owned();
+    rules_of(conn, &q)?
+        .pop()
+        .ok_or_else(|| Error::not_found_id("rule", id))
 }
 
 /// The rule with that name (surrounding spaces ignored); `NotFound` if there is none.
-pub fn get_rule_by_name(conn: &Connection, name: &str) -> Result<StoredRule> {
-    let raw = conn
-        .query_row(
-            &format!("SELECT {RULE_COLUMNS} FROM rule_table WHERE rule_name = ?1"),
-            [name.trim()],
-            raw_rule,
-        )
-        .optional()?;
-    finish(raw.ok_or_else(|| Error::not_found_name("rule", name))?)
+pub fn get_rule_by_name(conn: &mut dyn Conn, name: &str) -> Result<StoredRule> {
+    let q = select_rules()
+        .and_where(Expr::col("rule_name").eq(name.trim()))
+        .to_owned();
+    rules_of(conn, &q)?
+        .pop()
+        .ok_or_else(|| Error::not_found_name("rule", name))
 }
 
 /// Rules by id, one page (pages from 1).
-pub fn list_rules(conn: &Connection, page: u32, per_page: u32) -> Result<Page<StoredRule>> {
+pub fn list_rules(conn: &mut dyn Conn, page: u32, per_page: u32) -> Result<Page<StoredRule>> {
     let (page, per_page, limit, offset) = Page::<StoredRule>::window(page, per_page);
-    let total: i64 = conn.query_row("SELECT count(*) FROM rule_table", [], |r| r.get(0))?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {RULE_COLUMNS} FROM rule_table ORDER BY id LIMIT ?1 OFFSET ?2"
-    ))?;
-    let items = stmt
-        .query_map(params![limit, offset], raw_rule)?
-        .map(|r| r.map_err(Error::from).and_then(finish))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Page::new(items, total, page, per_page))
+    let total = count_rows(conn, RULE_TABLE)?;
+    let q = select_rules()
+        .order_by("id", Order::Asc)
+        .limit(limit as u64)
+        .offset(offset as u64)
+        .to_owned();
+    Ok(Page::new(rules_of(conn, &q)?, total, page, per_page))
+}
+
+/// `SELECT count(*) FROM <table>` (one of our own tables).
+pub(crate) fn count_rows(conn: &mut dyn Conn, table: &str) -> Result<i64> {
+    let q = Query::select()
+        .expr(Expr::cust("count(*)"))
+        .from(sea_query::Alias::new(table))
+        .to_owned();
+    conn.row(&q)?.i64(0)
 }
 
 /// Every rule, by id.
-pub fn all_rules(conn: &Connection) -> Result<Vec<StoredRule>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {RULE_COLUMNS} FROM rule_table ORDER BY id"
-    ))?;
-    stmt.query_map([], raw_rule)?
-        .map(|r| r.map_err(Error::from).and_then(finish))
-        .collect()
+pub fn all_rules(conn: &mut dyn Conn) -> Result<Vec<StoredRule>> {
+    rules_of(conn, &select_rules().order_by("id", Order::Asc).to_owned())
+}
+
+/// Every rule's id, name and `depends_on`.
+fn dependency_graph(conn: &mut dyn Conn) -> Result<HashMap<RuleId, (String, Vec<RuleId>)>> {
+    let q = Query::select()
+        .columns(["id", "rule_name", "depends_on"])
+        .from(RULE_TABLE)
+        .to_owned();
+    let mut graph = HashMap::new();
+    for row in conn.rows(&q)? {
+        let deps: Vec<RuleId> = serde_json::from_str(&row.text(2)?)?;
+        graph.insert(row.i64(0)?, (row.text(1)?, deps));
+    }
+    Ok(graph)
 }
 
 /// The rules whose `depends_on` names `id`, by id, with their names.
-pub fn dependants_of(conn: &Connection, id: RuleId) -> Result<Vec<(RuleId, String)>> {
-    let mut stmt = conn.prepare(
-        "SELECT r.id, r.rule_name FROM rule_table AS r
-         WHERE EXISTS (SELECT 1 FROM json_each(r.depends_on) AS d WHERE d.value = ?1)
-         ORDER BY r.id",
-    )?;
-    let rows = stmt
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+pub fn dependants_of(conn: &mut dyn Conn, id: RuleId) -> Result<Vec<(RuleId, String)>> {
+    let mut out: Vec<(RuleId, String)> = dependency_graph(conn)?
+        .into_iter()
+        .filter(|(_, (_, deps))| deps.contains(&id))
+        .map(|(rid, (name, _))| (rid, name))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// The rule as written and its conditions' text, from a JSON body.
@@ -199,19 +200,8 @@ fn conditions_text(spec: &RuleSpec) -> Result<Option<String>> {
 
 /// Refuses a `depends_on` that names a missing rule or closes a cycle through `id`. The
 /// graph was acyclic before this write, so any new cycle passes through `id`.
-fn check_dependencies(conn: &Connection, id: RuleId) -> Result<()> {
-    let mut stmt = conn.prepare("SELECT id, rule_name, depends_on FROM rule_table")?;
-    let mut graph: HashMap<RuleId, (String, Vec<RuleId>)> = HashMap::new();
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, RuleId>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
-        let (rid, name, deps) = row?;
-        graph.insert(rid, (name, serde_json::from_str(&deps)?));
-    }
+fn check_dependencies(conn: &mut dyn Conn, id: RuleId) -> Result<()> {
+    let graph = dependency_graph(conn)?;
     let Some((_, deps)) = graph.get(&id) else {
         return Err(Error::not_found_id("rule", id));
     };
@@ -307,123 +297,126 @@ impl Store {
         // Stored, and unique, without surrounding spaces.
         let name = spec.rule_name.trim();
         let depends_on = serde_json::to_string(&spec.depends_on)?;
-        let now = now_text();
         let mut conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let written = match id {
-            None => tx
-                .execute(
-                    "INSERT INTO rule_table (rule_name, description, conditions, schedule,
-                         start_date, end_date, depends_on, operation, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                    params![
-                        name,
-                        spec.description,
-                        conditions,
-                        spec.schedule,
-                        spec.start_date,
-                        spec.end_date,
-                        depends_on,
-                        spec.operation,
-                        now
-                    ],
-                )
-                .map(|_| Some(tx.last_insert_rowid())),
-            Some(id) => tx
-                .execute(
-                    "UPDATE rule_table SET rule_name = ?2, description = ?3, conditions = ?4,
-                         schedule = ?5, start_date = ?6, end_date = ?7, depends_on = ?8,
-                         operation = ?9, updated_at = ?10, version = version + 1
-                     WHERE id = ?1",
-                    params![
-                        id,
-                        name,
-                        spec.description,
-                        conditions,
-                        spec.schedule,
-                        spec.start_date,
-                        spec.end_date,
-                        depends_on,
-                        spec.operation,
-                        now
-                    ],
-                )
-                .map(|n| (n > 0).then_some(id)),
-        };
-        // `None`: the update matched no row.
-        let id = match written.map_err(Error::from) {
-            Ok(Some(written)) => written,
-            Ok(None) => return Err(Error::not_found_id("rule", id.unwrap_or_default())),
-            Err(Error::Conflict(_)) => return Err(name_taken(name)),
-            Err(e) => return Err(e),
-        };
-        check_dependencies(&tx, id)?;
-        tx.commit()?;
-        Ok(id)
+        let now = conn.dialect().time_value(now());
+        let values = [
+            ("rule_name", name.into()),
+            ("description", spec.description.clone().into()),
+            ("conditions", conditions.into()),
+            ("schedule", spec.schedule.clone().into()),
+            ("start_date", spec.start_date.clone().into()),
+            ("end_date", spec.end_date.clone().into()),
+            ("depends_on", depends_on.into()),
+            ("operation", spec.operation.clone().into()),
+            ("updated_at", now.clone()),
+        ];
+        transaction(conn.as_mut(), TxMode::Write, |conn| {
+            let written = match id {
+                None => {
+                    let mut insert = Query::insert();
+                    insert
+                        .into_table(RULE_TABLE)
+                        .columns(values.iter().map(|(c, _)| *c).chain(["created_at"]))
+                        .returning_col("id");
+                    let row: Vec<Expr> = values
+                        .iter()
+                        .map(|(_, v)| Expr::val(v.clone()))
+                        .chain([Expr::val(now.clone())])
+                        .collect();
+                    // As many values as columns.
+                    let _ = insert.values(row);
+                    conn.row(&insert).and_then(|r| r.i64(0)).map(Some)
+                }
+                Some(id) => {
+                    let mut update = Query::update();
+                    update
+                        .table(RULE_TABLE)
+                        .values(values.iter().map(|(c, v)| (*c, Expr::val(v.clone()))))
+                        .value("version", Expr::col("version").add(1))
+                        .and_where(Expr::col("id").eq(id));
+                    conn.exec(&update).map(|n| (n > 0).then_some(id))
+                }
+            };
+            // `None`: the update matched no row.
+            let id = match written {
+                Ok(Some(written)) => written,
+                Ok(None) => return Err(Error::not_found_id("rule", id.unwrap_or_default())),
+                Err(Error::Conflict(_)) => return Err(name_taken(name)),
+                Err(e) => return Err(e),
+            };
+            check_dependencies(conn, id)?;
+            Ok(id)
+        })
     }
 
     /// Deletes a rule with its catalog row and segment table, in one transaction. Refused
     /// with `Conflict` while other rules depend on it.
     pub fn delete_rule(&self, id: RuleId) -> Result<()> {
         let mut conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rule = get_rule(&tx, id)?;
-        let dependants = dependants_of(&tx, id)?;
-        if !dependants.is_empty() {
-            let names = dependants
-                .iter()
-                .map(|(d, name)| format!("#{d} {name:?}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Error::Conflict(format!(
-                "rule #{id} {:?} is used by {names}",
-                rule.spec.rule_name
-            )));
-        }
-        for table in [segment_table_name(id), previous_table_name(id)] {
-            tx.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
-        }
-        // The catalog row goes with it (ON DELETE CASCADE); runs keep the rule's name.
-        tx.execute("DELETE FROM rule_table WHERE id = ?1", [id])?;
-        tx.commit()?;
-        Ok(())
+        transaction(conn.as_mut(), TxMode::Write, |conn| {
+            let rule = get_rule(conn, id)?;
+            let dependants = dependants_of(conn, id)?;
+            if !dependants.is_empty() {
+                let names = dependants
+                    .iter()
+                    .map(|(d, name)| format!("#{d} {name:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::Conflict(format!(
+                    "rule #{id} {:?} is used by {names}",
+                    rule.spec.rule_name
+                )));
+            }
+            let dialect = conn.dialect();
+            for table in [segment_table_name(id), previous_table_name(id)] {
+                conn.batch(&format!("DROP TABLE IF EXISTS {}", dialect.quote(&table)))?;
+            }
+            // The catalog row goes with it (ON DELETE CASCADE); runs keep the rule's name.
+            conn.exec(
+                &Query::delete()
+                    .from_table(RULE_TABLE)
+                    .and_where(Expr::col("id").eq(id))
+                    .to_owned(),
+            )?;
+            Ok(())
+        })
     }
 
     /// One rule; `NotFound` if there is none with that id.
     pub fn rule(&self, id: RuleId) -> Result<StoredRule> {
-        get_rule(&self.connection()?, id)
+        get_rule(self.connection()?.as_mut(), id)
     }
 
     /// The rule with that exact name.
     pub fn rule_by_name(&self, name: &str) -> Result<StoredRule> {
-        get_rule_by_name(&self.connection()?, name)
+        get_rule_by_name(self.connection()?.as_mut(), name)
     }
 
     /// A rule from what a CLI user typed: an id (`7` or `#7`) or else a name.
     pub fn resolve_rule(&self, key: &str) -> Result<StoredRule> {
-        let conn = self.connection()?;
+        let mut conn = self.connection()?;
         let key = key.trim();
         if let Ok(id) = key.trim_start_matches('#').parse::<RuleId>() {
-            match get_rule(&conn, id) {
+            match get_rule(conn.as_mut(), id) {
                 Err(Error::NotFound { .. }) => {}
                 found => return found,
             }
         }
-        get_rule_by_name(&conn, key)
+        get_rule_by_name(conn.as_mut(), key)
     }
 
     /// Rules by id, one page (pages from 1).
     pub fn list_rules(&self, page: u32, per_page: u32) -> Result<Page<StoredRule>> {
-        list_rules(&self.connection()?, page, per_page)
+        list_rules(self.connection()?.as_mut(), page, per_page)
     }
 
     /// Every rule, by id.
     pub fn all_rules(&self) -> Result<Vec<StoredRule>> {
-        all_rules(&self.connection()?)
+        all_rules(self.connection()?.as_mut())
     }
 
     /// The rules whose `depends_on` names `id`.
     pub fn dependants_of(&self, id: RuleId) -> Result<Vec<(RuleId, String)>> {
-        dependants_of(&self.connection()?, id)
+        dependants_of(self.connection()?.as_mut(), id)
     }
 }

@@ -2,15 +2,14 @@
 //! queued -> running -> succeeded | failed, with timings, row counts and the error.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use sea_query::{Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
+use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use serde::Serialize;
 
 use am_core::rule::RuleId;
 
-use crate::db::{now_text, parse_time};
+use crate::conn::{Conn, Row};
 use crate::error::{Error, Result};
-use crate::owner;
+use crate::schema::{REFRESH_RUNS, RULE_TABLE, now};
 
 /// A run's id in `refresh_runs`.
 pub type RunId = i64;
@@ -126,7 +125,7 @@ pub const ABANDONED: &str = "abandoned: the server stopped before it finished";
 /// The error recorded on runs whose process ended without recording how they ended (killed,
 /// crashed, or unable to write to the database before it exited).
 pub fn abandoned_by(owner: Option<&str>) -> String {
-    match owner.and_then(owner::pid_of) {
+    match owner.and_then(pid_of) {
         Some(pid) => format!(
             "abandoned: the process that ran it (pid {pid}) ended before recording how it ended"
         ),
@@ -150,127 +149,98 @@ const RUN_COLUMNS: [&str; 13] = [
     "as_of",
 ];
 
-fn select_sql() -> String {
-    let cols = RUN_COLUMNS
-        .iter()
-        .map(|c| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("SELECT {cols} FROM refresh_runs")
+/// The process id in an owner token (`<pid>.<rest>`), for messages.
+pub fn pid_of(token: &str) -> Option<u32> {
+    token.split('.').next()?.parse().ok()
 }
 
-struct RawRun {
-    id: RunId,
-    rule_id: Option<RuleId>,
-    rule_name: String,
-    status: String,
-    trigger: String,
-    queued_at: String,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    row_count: Option<i64>,
-    entered: Option<i64>,
-    left: Option<i64>,
-    error: Option<String>,
-    as_of: Option<String>,
+fn select_runs() -> SelectStatement {
+    Query::select()
+        .columns(RUN_COLUMNS)
+        .from(REFRESH_RUNS)
+        .to_owned()
 }
 
-fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
-    Ok(RawRun {
-        id: row.get(0)?,
-        rule_id: row.get(1)?,
-        rule_name: row.get(2)?,
-        status: row.get(3)?,
-        trigger: row.get(4)?,
-        queued_at: row.get(5)?,
-        started_at: row.get(6)?,
-        finished_at: row.get(7)?,
-        row_count: row.get(8)?,
-        entered: row.get(9)?,
-        left: row.get(10)?,
-        error: row.get(11)?,
-        as_of: row.get(12)?,
-    })
-}
-
-fn finish(raw: RawRun) -> Result<Run> {
-    let opt_time = |t: Option<String>| t.as_deref().map(parse_time).transpose();
+fn run_of(row: &Row) -> Result<Run> {
+    let id = row.i64(0)?;
+    let status = row.text(3)?;
+    let trigger = row.text(4)?;
     Ok(Run {
-        id: raw.id,
-        rule_id: raw.rule_id,
-        rule_name: raw.rule_name,
-        status: RunStatus::parse(&raw.status).ok_or_else(|| {
-            Error::Database(format!(
-                "run #{} has unknown status {:?}",
-                raw.id, raw.status
-            ))
+        id,
+        rule_id: row.opt_i64(1)?,
+        rule_name: row.text(2)?,
+        status: RunStatus::parse(&status).ok_or_else(|| {
+            Error::Database(format!("run #{id} has unknown status {status:?}"))
         })?,
-        trigger: RunTrigger::parse(&raw.trigger).ok_or_else(|| {
-            Error::Database(format!(
-                "run #{} has unknown trigger {:?}",
-                raw.id, raw.trigger
-            ))
+        trigger: RunTrigger::parse(&trigger).ok_or_else(|| {
+            Error::Database(format!("run #{id} has unknown trigger {trigger:?}"))
         })?,
-        queued_at: parse_time(&raw.queued_at)?,
-        started_at: opt_time(raw.started_at)?,
-        finished_at: opt_time(raw.finished_at)?,
-        row_count: raw.row_count,
-        entered: raw.entered,
-        left: raw.left,
-        error: raw.error,
-        as_of: opt_time(raw.as_of)?.map(|t| t.naive_utc()),
+        queued_at: row.utc(5)?,
+        started_at: row.opt_utc(6)?,
+        finished_at: row.opt_utc(7)?,
+        row_count: row.opt_i64(8)?,
+        entered: row.opt_i64(9)?,
+        left: row.opt_i64(10)?,
+        error: row.opt_text(11)?,
+        as_of: row.opt_time(12)?,
     })
 }
 
-/// The database file a connection is on; `None` for an in-memory database.
-fn database_path(conn: &Connection) -> Option<std::path::PathBuf> {
-    conn.path()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
+fn runs_of(conn: &mut dyn Conn, q: &SelectStatement) -> Result<Vec<Run>> {
+    conn.rows(q)?.iter().map(run_of).collect()
 }
 
-/// Queues a run of a rule and returns its id, owned by this process (see [`crate::owner`]).
-/// The rule's name is copied so the run stays readable after the rule is deleted.
-pub fn create_run(conn: &Connection, rule_id: RuleId, trigger: RunTrigger) -> Result<RunId> {
-    let owner = database_path(conn)
-        .map(|db| owner::this_process(&db))
-        .transpose()?;
-    let name: Option<String> = conn
-        .query_row(
-            "SELECT rule_name FROM rule_table WHERE id = ?1",
-            [rule_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let name = name.ok_or_else(|| Error::not_found_id("rule", rule_id))?;
-    conn.execute(
-        "INSERT INTO refresh_runs (rule_id, rule_name, status, \"trigger\", queued_at, owner)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
-        params![rule_id, name, trigger.as_str(), now_text(), owner],
-    )?;
-    Ok(conn.last_insert_rowid())
+/// Queues a run of a rule and returns its id, owned by the process `owner` names (see
+/// [`fail_abandoned_runs`]). The rule's name is copied so the run stays readable after the
+/// rule is deleted.
+pub fn create_run(
+    conn: &mut dyn Conn,
+    rule_id: RuleId,
+    trigger: RunTrigger,
+    owner: Option<&str>,
+) -> Result<RunId> {
+    let name = conn
+        .opt_row(
+            &Query::select()
+                .column("rule_name")
+                .from(RULE_TABLE)
+                .and_where(Expr::col("id").eq(rule_id))
+                .to_owned(),
+        )?
+        .ok_or_else(|| Error::not_found_id("rule", rule_id))?
+        .text(0)?;
+    let now = conn.dialect().time_value(now());
+    let mut insert = Query::insert();
+    insert
+        .into_table(REFRESH_RUNS)
+        .columns(["rule_id", "rule_name", "status", "trigger", "queued_at", "owner"])
+        .returning_col("id");
+    // As many values as columns.
+    let _ = insert.values([
+        rule_id.into(),
+        name.into(),
+        "queued".into(),
+        trigger.as_str().into(),
+        Expr::val(now),
+        owner.map(str::to_owned).into(),
+    ]);
+    conn.row(&insert)?.i64(0)
 }
 
 /// Moves a run from one status to another, checking it was where we expect.
 fn transition(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     id: RunId,
     from: &[RunStatus],
-    sql_set: &str,
-    values: &[&dyn rusqlite::ToSql],
+    set: Vec<(&'static str, sea_query::Value)>,
 ) -> Result<()> {
-    let allowed = from
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&id];
-    params.extend_from_slice(values);
-    let changed = conn.execute(
-        &format!("UPDATE refresh_runs SET {sql_set} WHERE id = ?1 AND status IN ({allowed})"),
-        params.as_slice(),
-    )?;
-    if changed == 0 {
+    let mut update = Query::update();
+    update
+        .table(REFRESH_RUNS)
+        .values(set.into_iter().map(|(c, v)| (c, Expr::val(v))))
+        .and_where(Expr::col("id").eq(id))
+        .and_where(Expr::col("status").is_in(from.iter().map(|s| s.as_str())));
+    if conn.exec(&update)? == 0 {
         let run = get_run(conn, id)?;
         return Err(Error::Conflict(format!(
             "run #{id} is {}, not {}",
@@ -285,59 +255,70 @@ fn transition(
 }
 
 /// A queued run starts, resolving relative windows against `as_of`.
-pub fn mark_running(conn: &Connection, id: RunId, as_of: NaiveDateTime) -> Result<()> {
-    let as_of = as_of.format(am_core::expr::TIMESTAMP_FORMAT).to_string();
+pub fn mark_running(conn: &mut dyn Conn, id: RunId, as_of: NaiveDateTime) -> Result<()> {
+    let d = conn.dialect();
     transition(
         conn,
         id,
         &[RunStatus::Queued],
-        "status = 'running', started_at = ?2, as_of = ?3",
-        &[&now_text(), &as_of],
+        vec![
+            ("status", "running".into()),
+            ("started_at", d.time_value(now())),
+            ("as_of", d.time_value(as_of)),
+        ],
     )
 }
 
 /// A running run built its segment.
 pub fn mark_succeeded(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     id: RunId,
     row_count: i64,
     entered: i64,
     left: i64,
 ) -> Result<()> {
+    let d = conn.dialect();
     transition(
         conn,
         id,
         &[RunStatus::Running],
-        "status = 'succeeded', finished_at = ?2, row_count = ?3, entered = ?4, left_count = ?5",
-        &[&now_text(), &row_count, &entered, &left],
+        vec![
+            ("status", "succeeded".into()),
+            ("finished_at", d.time_value(now())),
+            ("row_count", row_count.into()),
+            ("entered", entered.into()),
+            ("left_count", left.into()),
+        ],
     )
 }
 
 /// A queued or running run failed; the segment was left as it was.
-pub fn mark_failed(conn: &Connection, id: RunId, error: &str) -> Result<()> {
+pub fn mark_failed(conn: &mut dyn Conn, id: RunId, error: &str) -> Result<()> {
+    let d = conn.dialect();
     transition(
         conn,
         id,
         &[RunStatus::Queued, RunStatus::Running],
-        "status = 'failed', finished_at = ?2, error = ?3",
-        &[&now_text(), &error],
+        vec![
+            ("status", "failed".into()),
+            ("finished_at", d.time_value(now())),
+            ("error", error.into()),
+        ],
     )
 }
 
 /// One run; `NotFound` if there is none with that id.
-pub fn get_run(conn: &Connection, id: RunId) -> Result<Run> {
-    let raw = conn
-        .query_row(&format!("{} WHERE id = ?1", select_sql()), [id], raw_run)
-        .optional()?;
-    finish(raw.ok_or_else(|| Error::not_found_id("run", id))?)
+pub fn get_run(conn: &mut dyn Conn, id: RunId) -> Result<Run> {
+    let q = select_runs().and_where(Expr::col("id").eq(id)).to_owned();
+    runs_of(conn, &q)?
+        .pop()
+        .ok_or_else(|| Error::not_found_id("run", id))
 }
 
 /// Runs matching the filter, newest first.
-pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run>> {
-    let mut query = Query::select();
+pub fn list_runs(conn: &mut dyn Conn, filter: &RunFilter) -> Result<Vec<Run>> {
+    let mut query = select_runs();
     query
-        .columns(RUN_COLUMNS)
-        .from("refresh_runs")
         .order_by("id", Order::Desc)
         .limit(u64::from(filter.limit.unwrap_or(100)));
     if let Some(rule_id) = filter.rule_id {
@@ -346,73 +327,77 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run>> {
     if let Some(status) = filter.status {
         query.and_where(Expr::col("status").eq(status.as_str()));
     }
-    let (sql, values) = query.build(SqliteQueryBuilder);
-    let mut stmt = conn.prepare(&sql)?;
-    stmt.query_map(
-        rusqlite::params_from_iter(crate::bind::params(values)),
-        raw_run,
-    )?
-    .map(|r| r.map_err(Error::from).and_then(finish))
-    .collect()
+    runs_of(conn, &query)
 }
 
 /// The newest run of a rule, if any.
-pub fn last_run(conn: &Connection, rule_id: RuleId) -> Result<Option<Run>> {
-    conn.query_row(
-        &format!(
-            "{} WHERE rule_id = ?1 ORDER BY id DESC LIMIT 1",
-            select_sql()
-        ),
-        [rule_id],
-        raw_run,
-    )
-    .optional()?
-    .map(finish)
-    .transpose()
+pub fn last_run(conn: &mut dyn Conn, rule_id: RuleId) -> Result<Option<Run>> {
+    let q = select_runs()
+        .and_where(Expr::col("rule_id").eq(rule_id))
+        .order_by("id", Order::Desc)
+        .limit(1)
+        .to_owned();
+    Ok(runs_of(conn, &q)?.pop())
 }
 
 /// The rule's queued or running run, if it has one: a new trigger joins it instead of
 /// starting a second refresh of the same rule.
-pub fn active_run_for(conn: &Connection, rule_id: RuleId) -> Result<Option<Run>> {
-    conn.query_row(
-        &format!(
-            "{} WHERE rule_id = ?1 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-            select_sql()
-        ),
-        [rule_id],
-        raw_run,
-    )
-    .optional()?
-    .map(finish)
-    .transpose()
+pub fn active_run_for(conn: &mut dyn Conn, rule_id: RuleId) -> Result<Option<Run>> {
+    let q = select_runs()
+        .and_where(Expr::col("rule_id").eq(rule_id))
+        .and_where(Expr::col("status").is_in(["queued", "running"]))
+        .order_by("id", Order::Asc)
+        .limit(1)
+        .to_owned();
+    Ok(runs_of(conn, &q)?.pop())
 }
 
-/// Fails the queued and running runs whose process is gone (see [`crate::owner`]), each with
-/// [`abandoned_by`] as the error; the runs of live processes, this one's and others', are left
-/// alone. Whoever opens the database calls it, so a run killed with its process is seen as
-/// failed without waiting for a server. Returns how many it failed.
-pub fn fail_abandoned_runs(conn: &Connection) -> Result<usize> {
-    let Some(db) = database_path(conn) else {
-        return Ok(0);
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT owner FROM refresh_runs WHERE status IN ('queued', 'running')",
-    )?;
-    let owners = stmt
-        .query_map([], |r| r.get::<_, Option<String>>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+/// How a backend tells whether the process owning runs is alive.
+pub trait Owners {
+    /// Whether the owner `token` names is alive.
+    fn alive(&self, token: &str) -> bool;
+    /// Forgets an owner found gone (its lock file, say).
+    fn forget(&self, token: &str);
+}
+
+/// Fails the queued and running runs whose process is gone (as `owners` tells), each with
+/// [`abandoned_by`] as the error; the runs of live processes, this one's and others', are
+/// left alone. Whoever opens the database calls it, so a run killed with its process is seen
+/// as failed without waiting for a server. Returns how many it failed.
+pub fn fail_abandoned_runs(conn: &mut dyn Conn, owners: &dyn Owners) -> Result<usize> {
+    let q = Query::select()
+        .distinct()
+        .column("owner")
+        .from(REFRESH_RUNS)
+        .and_where(Expr::col("status").is_in(["queued", "running"]))
+        .to_owned();
+    let tokens = conn
+        .rows(&q)?
+        .iter()
+        .map(|r| r.opt_text(0))
+        .collect::<Result<Vec<_>>>()?;
+    let d = conn.dialect();
     let mut failed = 0;
-    for token in owners {
-        if token.as_deref().is_some_and(|t| owner::is_alive(&db, t)) {
+    for token in tokens {
+        if token.as_deref().is_some_and(|t| owners.alive(t)) {
             continue;
         }
-        failed += conn.execute(
-            "UPDATE refresh_runs SET status = 'failed', finished_at = ?1, error = ?2
-             WHERE status IN ('queued', 'running') AND owner IS ?3",
-            params![now_text(), abandoned_by(token.as_deref()), token],
-        )?;
+        let mut update = Query::update();
+        update
+            .table(REFRESH_RUNS)
+            .values([
+                ("status", Expr::val("failed")),
+                ("finished_at", Expr::val(d.time_value(now()))),
+                ("error", Expr::val(abandoned_by(token.as_deref()))),
+            ])
+            .and_where(Expr::col("status").is_in(["queued", "running"]));
+        match &token {
+            Some(t) => update.and_where(Expr::col("owner").eq(t.as_str())),
+            None => update.and_where(Expr::col("owner").is_null()),
+        };
+        failed += conn.exec(&update)? as usize;
         if let Some(t) = &token {
-            owner::forget(&db, t);
+            owners.forget(t);
         }
     }
     Ok(failed)

@@ -1,7 +1,7 @@
 //! `am generate` and `am import`: filling the data tables.
 
 use am_sql::Store;
-use am_sql::datagen::{self, GenerateOptions, GenerateReport};
+use am_sql::datagen::{GenerateOptions, GenerateReport};
 use anyhow::Context as _;
 
 use std::fs::File;
@@ -42,9 +42,8 @@ pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<()> {
 
 /// Generates with progress bars; shared with `am demo`.
 pub fn run_generate(store: &Store, options: &GenerateOptions) -> anyhow::Result<GenerateReport> {
-    let mut conn = store.connection().context("cannot open the database")?;
     let bars = Bars::new();
-    datagen::generate(&mut conn, options, &bars).map_err(|e| match e {
+    store.generate(options, &bars).map_err(|e| match e {
         am_sql::Error::Refused(msg) if msg.contains("already has rows") => {
             anyhow::anyhow!("{msg} (pass --replace)")
         }
@@ -103,12 +102,11 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         }
     };
     let store = open_for_data(ctx)?;
-    let mut conn = store.connection().context("cannot open the database")?;
     let bars = Bars::new();
     let options = ImportOptions {
         skip_bad_rows: args.skip_bad_rows,
     };
-    let report = match file.import(&mut conn, options, &bars) {
+    let report = match store.import(file, options, &bars) {
         Ok(report) => report,
         Err(am_sql::Error::Import(errors)) => {
             drop(bars);

@@ -162,10 +162,10 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
 fn clear_previous_demo(ctx: &Context, store: &Store, demo: &[Json]) -> anyhow::Result<bool> {
     let names = rule_names(demo);
     let existing = store.all_rules().context("cannot read the rules")?;
-    let conn = store.connection().context("cannot open the database")?;
-    let users: i64 = conn
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .context("cannot read the users table")?;
+    let users = store
+        .summary()
+        .context("cannot read the users table")?
+        .total_users;
     if existing.is_empty() && users == 0 {
         return Ok(false);
     }

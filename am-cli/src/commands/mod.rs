@@ -12,7 +12,7 @@ pub mod serve;
 
 use std::path::{Path, PathBuf};
 
-use am_sql::Store;
+use am_sql::{Location, Store};
 use anyhow::Context as _;
 
 /// What every command may use: the global flags.
@@ -23,14 +23,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// Where the database is: `--db` as a path or a `postgres://` URI.
+    pub fn location(&self) -> Location {
+        Location::from(&self.db)
+    }
+
     /// Opens the database, which must exist (everything but `init` and `demo`).
     pub fn store(&self) -> anyhow::Result<Store> {
-        Store::open_existing(&self.db).with_context(|| open_failed(&self.db))
+        let location = self.location();
+        Store::open_existing(location.clone())
+            .with_context(|| format!("cannot open database {location}"))
     }
-}
-
-fn open_failed(path: &Path) -> String {
-    format!("cannot open database {}", path.display())
 }
 
 /// Reads a file, or standard input for `-`.

@@ -8,7 +8,7 @@ use am_core::error::ValidationErrors;
 use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 use am_core::validate;
 use am_sql::Store;
-use am_sql::catalog::{self, Segment};
+use am_sql::catalog::Segment;
 use am_sql::rules::StoredRule;
 use anyhow::Context as _;
 use serde_json::Value as Json;
@@ -148,8 +148,8 @@ fn rule_json(rule: &StoredRule, segment: Option<&Segment>) -> Json {
 }
 
 fn segments_by_rule(store: &Store) -> anyhow::Result<HashMap<RuleId, Segment>> {
-    let conn = store.connection().context("cannot open the database")?;
-    Ok(catalog::all_segments(&conn)
+    Ok(store
+        .all_segments()
         .context("cannot read the segment catalog")?
         .into_iter()
         .map(|s| (s.rule_id, s))

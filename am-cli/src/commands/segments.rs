@@ -6,9 +6,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use am_sql::catalog::{self, Segment};
+use am_sql::Store;
+use am_sql::catalog::Segment;
 use anyhow::Context as _;
-use rusqlite::Connection;
 
 use super::Context;
 use crate::cli::{ExportFormat, SegmentsCommand};
@@ -16,25 +16,24 @@ use crate::output::{self, Plain};
 
 pub fn run(ctx: &Context, cmd: SegmentsCommand) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let conn = store
-        .connection()
-        .with_context(|| format!("cannot open database {}", ctx.db.display()))?;
     match cmd {
-        SegmentsCommand::List => list(ctx, &conn),
-        SegmentsCommand::Show { rule } => show(ctx, &conn, &rule),
-        SegmentsCommand::Sample { rule, limit } => sample(ctx, &conn, &rule, limit),
+        SegmentsCommand::List => list(ctx, &store),
+        SegmentsCommand::Show { rule } => show(ctx, &store, &rule),
+        SegmentsCommand::Sample { rule, limit } => sample(ctx, &store, &rule, limit),
         SegmentsCommand::Export {
             rule,
             format,
             output,
-        } => export(&conn, &rule, format, output.as_deref()),
-        SegmentsCommand::Diff { rule, limit } => diff(ctx, &store, &conn, &rule, limit),
+        } => export(&store, &rule, format, output.as_deref()),
+        SegmentsCommand::Diff { rule, limit } => diff(ctx, &store, &rule, limit),
     }
 }
 
 /// Finds the segment of a rule given by id or by name.
-pub fn find(conn: &Connection, rule: &str) -> anyhow::Result<Segment> {
-    let segments = catalog::all_segments(conn).context("cannot read the segment catalog")?;
+pub fn find(store: &Store, rule: &str) -> anyhow::Result<Segment> {
+    let segments = store
+        .all_segments()
+        .context("cannot read the segment catalog")?;
     let by_id = rule.trim_start_matches('#').parse::<i64>().ok();
     segments
         .into_iter()
@@ -46,8 +45,10 @@ pub fn find(conn: &Connection, rule: &str) -> anyhow::Result<Segment> {
         })
 }
 
-fn list(ctx: &Context, conn: &Connection) -> anyhow::Result<()> {
-    let segments = catalog::all_segments(conn).context("cannot read the segment catalog")?;
+fn list(ctx: &Context, store: &Store) -> anyhow::Result<()> {
+    let segments = store
+        .all_segments()
+        .context("cannot read the segment catalog")?;
     if ctx.json {
         return output::json(&segments);
     }
@@ -97,8 +98,8 @@ pub fn ids(ids: &[i64]) -> String {
     }
 }
 
-fn show(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
-    let s = find(conn, rule)?;
+fn show(ctx: &Context, store: &Store, rule: &str) -> anyhow::Result<()> {
+    let s = find(store, rule)?;
     if ctx.json {
         return output::json(&s);
     }
@@ -142,9 +143,11 @@ fn show(ctx: &Context, conn: &Connection, rule: &str) -> anyhow::Result<()> {
     output::print(&out)
 }
 
-fn sample(ctx: &Context, conn: &Connection, rule: &str, limit: u32) -> anyhow::Result<()> {
-    let s = find(conn, rule)?;
-    let rows = catalog::sample(conn, s.id, limit).context("cannot read the segment")?;
+fn sample(ctx: &Context, store: &Store, rule: &str, limit: u32) -> anyhow::Result<()> {
+    let s = find(store, rule)?;
+    let rows = store
+        .sample(s.id, limit)
+        .context("cannot read the segment")?;
     if ctx.json {
         let data: Vec<_> = rows
             .iter()
@@ -173,12 +176,12 @@ fn sample(ctx: &Context, conn: &Connection, rule: &str, limit: u32) -> anyhow::R
 }
 
 fn export(
-    conn: &Connection,
+    store: &Store,
     rule: &str,
     format: ExportFormat,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let s = find(conn, rule)?;
+    let s = find(store, rule)?;
     let sink: Box<dyn Write> = match path {
         Some(p) => {
             Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
@@ -190,13 +193,13 @@ fn export(
     let written = match format {
         ExportFormat::Csv => {
             writeln!(w, "user_id,name,email").context("cannot write the export")?;
-            catalog::for_each_member(conn, s.id, |id, name, email| {
+            store.for_each_member(s.id, |id, name, email| {
                 writeln!(w, "{id},{},{}", csv_field(name), csv_field(email))
             })
         }
         ExportFormat::Json => {
             write!(w, "[").context("cannot write the export")?;
-            catalog::for_each_member(conn, s.id, |id, name, email| {
+            store.for_each_member(s.id, |id, name, email| {
                 let obj = serde_json::json!({"user_id": id, "name": name, "email": email});
                 let sep = if first { "\n  " } else { ",\n  " };
                 first = false;
@@ -227,14 +230,8 @@ fn csv_field(value: Option<&str>) -> std::borrow::Cow<'_, str> {
     value.map_or(std::borrow::Cow::Borrowed(""), am_sql::csv_text::csv_safe)
 }
 
-fn diff(
-    ctx: &Context,
-    store: &am_sql::Store,
-    conn: &Connection,
-    rule: &str,
-    limit: u32,
-) -> anyhow::Result<()> {
-    let s = find(conn, rule)?;
+fn diff(ctx: &Context, store: &Store, rule: &str, limit: u32) -> anyhow::Result<()> {
+    let s = find(store, rule)?;
     let changes = store
         .membership_diff(s.id, limit)
         .context("cannot compare the segment with its previous members")?;

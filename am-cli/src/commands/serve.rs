@@ -29,16 +29,16 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<()> {
             config.token = Some(token.clone());
         }
         config.allowed_hosts = args.allowed_hosts.clone();
-        let path = store.path().to_path_buf();
+        let path = store.location().to_string();
         let token_required = config.token.is_some();
         // Start before announcing: a read-only database or a scheduler that cannot start
         // fails here, and the banner promises a server that is really serving.
         let server = Server::start(listener, store, config, Arc::new(SystemClock))
             .await
-            .with_context(|| format!("cannot serve {}", path.display()))?;
+            .with_context(|| format!("cannot serve {path}"))?;
         eprintln!(
             "serving {} on http://{} (API under /api{}); press Ctrl-C to stop",
-            path.display(),
+            path,
             addr,
             if token_required {
                 ", token required"

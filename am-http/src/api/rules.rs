@@ -7,6 +7,7 @@ use am_core::plan::Reuse;
 use am_core::plan_display::reuse_kind_name;
 use am_core::rule::RuleId;
 use am_core::schedule::Schedule;
+use am_sql::Store;
 use am_sql::refresh::Explain;
 use am_sql::rules::StoredRule;
 use am_sql::runs::RunTrigger;
@@ -70,13 +71,9 @@ impl Context {
     }
 }
 
-fn rule_view(
-    conn: &rusqlite::Connection,
-    record: StoredRule,
-    ctx: &Context,
-) -> Result<RuleView, ApiError> {
-    let last_run = am_sql::runs::last_run(conn, record.id)?.map(Into::into);
-    let segment_id = am_sql::catalog::segment_for_rule(conn, record.id)?.map(|s| s.id);
+fn rule_view(store: &Store, record: StoredRule, ctx: &Context) -> Result<RuleView, ApiError> {
+    let last_run = store.last_run(record.id)?.map(Into::into);
+    let segment_id = store.segment_for_rule(record.id)?.map(|s| s.id);
     // Stored schedules were validated on write; one that no longer parses shows no times.
     let schedule = record
         .spec
@@ -134,11 +131,10 @@ pub async fn list_rules(
         .blocking(move |store| {
             let rules = store.list_rules(page.page, page.per_page)?;
             let ctx = context(store, now)?;
-            let conn = store.connection()?;
             let items = rules
                 .items
                 .into_iter()
-                .map(|r| rule_view(&conn, r, &ctx))
+                .map(|r| rule_view(store, r, &ctx))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(RulePage {
                 items,
@@ -185,7 +181,7 @@ pub async fn get_rule(
         .blocking(move |store| {
             let record = store.rule(id)?;
             let ctx = context(store, now)?;
-            rule_view(&store.connection()?, record, &ctx)
+            rule_view(store, record, &ctx)
         })
         .await?;
     Ok(Json(view))

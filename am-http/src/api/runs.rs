@@ -53,10 +53,7 @@ pub async fn list_runs(
         limit: Some(limit as u32),
     };
     let runs = state
-        .blocking(move |store| {
-            let conn = store.connection()?;
-            Ok(am_sql::runs::list_runs(&conn, &filter)?)
-        })
+        .blocking(move |store| Ok(store.list_runs(&filter)?))
         .await?;
     Ok(Json(RunList {
         items: runs.into_iter().map(RunView::from).collect(),
@@ -70,11 +67,6 @@ pub async fn get_run(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<RunId>,
 ) -> Result<Json<RunView>, ApiError> {
-    let run = state
-        .blocking(move |store| {
-            let conn = store.connection()?;
-            Ok(am_sql::runs::get_run(&conn, id)?)
-        })
-        .await?;
+    let run = state.blocking(move |store| Ok(store.run(id)?)).await?;
     Ok(Json(run.into()))
 }

@@ -46,8 +46,7 @@ pub async fn list_segments(
     let page = query.validate()?;
     let view = state
         .blocking(move |store| {
-            let conn = store.connection()?;
-            let segments = am_sql::catalog::list_segments(&conn, page.page, page.per_page)?;
+            let segments = store.list_segments(page.page, page.per_page)?;
             let rules = store.all_rules()?;
             let names = names(&rules);
             let deps = depends_on_of(&rules);
@@ -79,8 +78,7 @@ pub async fn get_segment(
 ) -> Result<Json<SegmentDetail>, ApiError> {
     let view = state
         .blocking(move |store| {
-            let conn = store.connection()?;
-            let seg = am_sql::catalog::segment(&conn, id)?;
+            let seg = store.segment(id)?;
             let rules = store.all_rules()?;
             let names = names(&rules);
             let deps = depends_on_of(&rules);
@@ -109,10 +107,7 @@ pub async fn sample_data(
     ApiPath(id): ApiPath<SegmentId>,
 ) -> Result<Json<SampleData>, ApiError> {
     let rows = state
-        .blocking(move |store| {
-            let conn = store.connection()?;
-            Ok(am_sql::catalog::sample(&conn, id, SAMPLE_ROWS)?)
-        })
+        .blocking(move |store| Ok(store.sample(id, SAMPLE_ROWS)?))
         .await?;
     Ok(Json(SampleData {
         columns: vec!["user_id".into(), "name".into(), "email".into()],
@@ -132,8 +127,7 @@ pub async fn lineage(
 ) -> Result<Json<Lineage>, ApiError> {
     let view = state
         .blocking(move |store| {
-            let conn = store.connection()?;
-            let target = am_sql::catalog::segment(&conn, id)?;
+            let target = store.segment(id)?;
             let explained = store.explain(target.rule_id)?;
             let rules = store.all_rules()?;
             let deps = depends_on_of(&rules);
@@ -141,11 +135,11 @@ pub async fn lineage(
                 .iter()
                 .map(|r| (r.id, r.spec.operation.clone()))
                 .collect();
-            let segments: HashMap<i64, am_sql::catalog::Segment> =
-                am_sql::catalog::all_segments(&conn)?
-                    .into_iter()
-                    .map(|s| (s.rule_id, s))
-                    .collect();
+            let segments: HashMap<i64, am_sql::catalog::Segment> = store
+                .all_segments()?
+                .into_iter()
+                .map(|s| (s.rule_id, s))
+                .collect();
             let mut nodes = Vec::new();
             let mut edges = Vec::new();
             for node in &explained.nodes {
@@ -211,33 +205,26 @@ pub async fn export(
     ApiPath(id): ApiPath<SegmentId>,
 ) -> Result<Response, ApiError> {
     // Look the segment up first so an unknown id is a 404, not a broken stream.
-    let seg = state
-        .blocking(move |store| {
-            let conn = store.connection()?;
-            Ok(am_sql::catalog::segment(&conn, id)?)
-        })
-        .await?;
+    let seg = state.blocking(move |store| Ok(store.segment(id)?)).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         let mut buf = String::from("user_id,name,email\n");
         let mut rows = 0usize;
-        let result = store.connection().and_then(|conn| {
-            am_sql::catalog::for_each_member(&conn, id, |user_id, name, email| {
-                buf.push_str(&user_id.to_string());
-                buf.push(',');
-                csv_field(&mut buf, name.unwrap_or(""));
-                buf.push(',');
-                csv_field(&mut buf, email.unwrap_or(""));
-                buf.push('\n');
-                rows += 1;
-                if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
-                    let chunk = Bytes::from(std::mem::take(&mut buf));
-                    // The client went away: stop reading.
-                    tx.blocking_send(Ok(chunk)).map_err(|_| ())?;
-                }
-                Ok(())
-            })
+        let result = store.for_each_member(id, |user_id, name, email| {
+            buf.push_str(&user_id.to_string());
+            buf.push(',');
+            csv_field(&mut buf, name.unwrap_or(""));
+            buf.push(',');
+            csv_field(&mut buf, email.unwrap_or(""));
+            buf.push('\n');
+            rows += 1;
+            if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
+                let chunk = Bytes::from(std::mem::take(&mut buf));
+                // The client went away: stop reading.
+                tx.blocking_send(Ok(chunk)).map_err(|_| ())?;
+            }
+            Ok(())
         });
         match result {
             Ok(Ok(())) => {

@@ -28,7 +28,6 @@ use am_core::plan::{Plan, PlanNode};
 use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::{RuleId, RuleSpec};
 use am_sql::datagen::{GenerateOptions, generate};
-use am_sql::dialect::sqlite;
 use am_sql::refresh::{EngineRule, RefreshRequest, RefreshTargets, refresh_plan};
 use am_sql::render::{Aggregates, RenderContext, render_set};
 use am_sql::runs::RunTrigger;
@@ -204,7 +203,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let store = Store::open(&path)?;
     let mut conn = store.connection()?;
-    let has_data: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?;
+    let has_data = store.summary()?.total_users > 0;
     if !has_data {
         println!(
             "generating {} users / {} transactions into {}",
@@ -214,7 +213,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         let started = Instant::now();
         generate(
-            &mut conn,
+            conn.as_mut(),
             &GenerateOptions::new(args.users, args.transactions, end),
             &NoProgress,
         )?;
@@ -289,7 +288,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut refresh = |plan: &Plan, selected: &BTreeSet<RuleId>| {
         timed(|| {
             refresh_plan(
-                &mut conn,
+                conn.as_mut(),
                 plan,
                 selected,
                 &rules,
@@ -360,6 +359,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // (3) every rule as its own standalone query.
     let ctx = RenderContext {
+        dialect: store.dialect(),
         as_of,
         aggregates: Aggregates::Standalone,
         base_first: false,
@@ -370,7 +370,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(counts);
         }
         for node in &plan.nodes {
-            let n = sqlite::count(&conn, &render_set(&node.compute, &ctx))?;
+            let n = conn.count(&render_set(&node.compute, &ctx))?;
             counts.insert(node.rule_id, n);
         }
         Ok::<_, am_sql::Error>(counts)

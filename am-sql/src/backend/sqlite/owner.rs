@@ -103,11 +103,6 @@ pub fn forget(db: &Path, token: &str) {
     }
 }
 
-/// The process id in a token, for messages.
-pub fn pid_of(token: &str) -> Option<u32> {
-    token.split('.').next()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +118,7 @@ mod tests {
             "one token per database"
         );
         assert!(is_alive(&db, &me));
-        assert_eq!(pid_of(&me), Some(std::process::id()));
+        assert_eq!(crate::runs::pid_of(&me), Some(std::process::id()));
 
         // A lock file nobody holds: its process is gone.
         let gone = "1.abc";

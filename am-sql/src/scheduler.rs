@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use am_core::rule::RuleId;
 use am_core::schedule::Schedule;
-use am_sql::Store;
-use am_sql::refresh::{NodeStatus, RefreshRequest, RefreshTargets};
-use am_sql::rules::StoredRule;
-use am_sql::runs::{RunId, RunTrigger};
+use crate::Store;
+use crate::refresh::{NodeStatus, RefreshRequest, RefreshTargets};
+use crate::rules::StoredRule;
+use crate::runs::{RunId, RunTrigger};
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
@@ -48,7 +48,7 @@ pub enum SchedulerError {
     #[error("the server is shutting down and takes no new runs")]
     ShuttingDown,
     #[error(transparent)]
-    Store(#[from] am_sql::Error),
+    Store(#[from] crate::Error),
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -104,8 +104,7 @@ impl Scheduler {
         let abandoned = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
-                let conn = store.connection()?;
-                am_sql::runs::fail_abandoned_runs(&conn)
+                store.fail_abandoned_runs()
             })
             .await??
         };
@@ -169,8 +168,7 @@ impl Scheduler {
         }
         let store = self.inner.store.clone();
         let run_id = tokio::task::spawn_blocking(move || {
-            let conn = store.connection()?;
-            am_sql::runs::create_run(&conn, rule_id, trigger)
+            store.create_run(rule_id, trigger)
         })
         .await??;
         queue.active.insert(rule_id, run_id);
@@ -211,7 +209,7 @@ impl Scheduler {
                     last.insert(rule.id, at);
                 }
             }
-            Ok::<_, am_sql::Error>((rules, last))
+            Ok::<_, crate::Error>((rules, last))
         })
         .await??;
 
@@ -251,7 +249,7 @@ impl Scheduler {
         for rule_id in order {
             let triggered = match self.trigger(rule_id, RunTrigger::Schedule).await {
                 Ok(t) => t,
-                Err(SchedulerError::Store(am_sql::Error::NotFound { .. })) => continue,
+                Err(SchedulerError::Store(crate::Error::NotFound { .. })) => continue,
                 Err(e) => return Err(e),
             };
             self.inner
@@ -315,11 +313,10 @@ impl Scheduler {
         if !dropped.is_empty() {
             let store = self.inner.store.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let conn = store.connection()?;
                 for (run_id, _) in dropped {
-                    am_sql::runs::mark_failed(&conn, run_id, am_sql::runs::ABANDONED)?;
+                    store.fail_run(run_id, crate::runs::ABANDONED)?;
                 }
-                Ok::<_, am_sql::Error>(())
+                Ok::<_, crate::Error>(())
             })
             .await;
             match result {
@@ -366,8 +363,7 @@ impl Scheduler {
                     tracing::error!(run_id, rule_id, error = %e, "run panicked");
                     let store = self.inner.store.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        let conn = store.connection()?;
-                        am_sql::runs::mark_failed(&conn, run_id, "internal error")
+                        store.fail_run(run_id, "internal error")
                     })
                     .await;
                 }
@@ -385,10 +381,9 @@ impl Scheduler {
 fn last_scheduled_fire(
     store: &Store,
     rule_id: RuleId,
-) -> Result<Option<DateTime<Utc>>, am_sql::Error> {
-    let runs = am_sql::runs::list_runs(
-        &store.connection()?,
-        &am_sql::runs::RunFilter {
+) -> Result<Option<DateTime<Utc>>, crate::Error> {
+    let runs = store.list_runs(
+        &crate::runs::RunFilter {
             rule_id: Some(rule_id),
             status: None,
             limit: Some(50),
@@ -458,16 +453,15 @@ fn execute(
     run_id: RunId,
     rule_id: RuleId,
     as_of: DateTime<Utc>,
-) -> Result<(), am_sql::Error> {
+) -> Result<(), crate::Error> {
     let result = refresh_run(store, run_id, rule_id, as_of.naive_utc());
     if let Err(e) = &result {
         // The refresh records its own failure when it got that far; this covers errors
         // before it could (the rule deleted meanwhile, the database locked).
-        if let Ok(conn) = store.connection()
-            && let Ok(run) = am_sql::runs::get_run(&conn, run_id)
+        if let Ok(run) = store.run(run_id)
             && run.status.is_active()
         {
-            let _ = am_sql::runs::mark_failed(&conn, run_id, &e.to_string());
+            let _ = store.fail_run(run_id, &e.to_string());
         }
     }
     result
@@ -479,21 +473,21 @@ fn refresh_run(
     run_id: RunId,
     rule_id: RuleId,
     as_of: NaiveDateTime,
-) -> Result<(), am_sql::Error> {
+) -> Result<(), crate::Error> {
     // Refreshing an unknown rule would fail to plan; say plainly that it is gone.
     store.rule(rule_id)?;
     let mut request = RefreshRequest::new(RefreshTargets::Rules(vec![rule_id]), RunTrigger::Api);
     request.as_of = Some(as_of.with_nanosecond(0).unwrap_or(as_of));
     request.runs.insert(rule_id, run_id);
-    let report = store.refresh(&request, &am_sql::NoProgress)?;
+    let report = store.refresh(&request, &crate::NoProgress)?;
     match report.node(rule_id) {
         Some(node) if node.status == NodeStatus::Succeeded => Ok(()),
-        Some(node) => Err(am_sql::Error::Refused(
+        Some(node) => Err(crate::Error::Refused(
             node.error
                 .clone()
                 .unwrap_or_else(|| "refresh failed".into()),
         )),
-        None => Err(am_sql::Error::Refused("the rule was not refreshed".into())),
+        None => Err(crate::Error::Refused("the rule was not refreshed".into())),
     }
 }
 
