@@ -95,8 +95,10 @@ impl<T> Page<T> {
     }
 
     pub(crate) fn new(items: Vec<T>, total: i64, page: u32, per_page: u32) -> Page<T> {
-        let pages = u32::try_from((std::cmp::max(total, 0) + i64::from(per_page) - 1) / i64::from(per_page))
-            .unwrap_or(u32::MAX);
+        let pages = u32::try_from(
+            (std::cmp::max(total, 0) + i64::from(per_page) - 1) / i64::from(per_page),
+        )
+        .unwrap_or(u32::MAX);
         Page {
             items,
             total,
@@ -171,12 +173,17 @@ pub fn list_segments(conn: &mut dyn Conn, page: u32, per_page: u32) -> Result<Pa
 
 /// Every segment, by id.
 pub fn all_segments(conn: &mut dyn Conn) -> Result<Vec<Segment>> {
-    segments_of(conn, &select_segments().order_by("id", Order::Asc).to_owned())
+    segments_of(
+        conn,
+        &select_segments().order_by("id", Order::Asc).to_owned(),
+    )
 }
 
 /// One segment; `NotFound` if there is none with that id.
 pub fn segment(conn: &mut dyn Conn, id: SegmentId) -> Result<Segment> {
-    let q = select_segments().and_where(Expr::col("id").eq(id)).to_owned();
+    let q = select_segments()
+        .and_where(Expr::col("id").eq(id))
+        .to_owned();
     segments_of(conn, &q)?
         .pop()
         .ok_or_else(|| Error::not_found_id("segment", id))
@@ -243,12 +250,12 @@ fn members_query(rule_id: RuleId, limit: Option<u32>) -> SelectStatement {
         .column(("u", "email"))
         .from_as(Alias::new(segment_table_name(rule_id)), "s")
         .join_as(
-        sea_query::JoinType::LeftJoin,
-        Alias::new("users"),
-        "u",
-        Expr::col(("u", "user_id")).equals(("s", "user_id")),
-    )
-    .order_by(("s", "user_id"), Order::Asc);
+            sea_query::JoinType::LeftJoin,
+            Alias::new("users"),
+            "u",
+            Expr::col(("u", "user_id")).equals(("s", "user_id")),
+        )
+        .order_by(("s", "user_id"), Order::Asc);
     if let Some(limit) = limit {
         q.limit(u64::from(limit));
     }
@@ -280,11 +287,7 @@ pub struct MembershipDiff {
 
 /// Compares a segment with the members it had before its last refresh (the engine keeps
 /// them as `segment_output_<id>__previous`).
-pub fn membership_diff(
-    conn: &mut dyn Conn,
-    id: SegmentId,
-    limit: u32,
-) -> Result<MembershipDiff> {
+pub fn membership_diff(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result<MembershipDiff> {
     let seg = segment(conn, id)?;
     let live = segment_table_name(seg.rule_id);
     let previous = crate::backend::previous_table_name(seg.rule_id);
@@ -404,12 +407,18 @@ pub fn summary(conn: &mut dyn Conn) -> Result<Summary> {
             None,
             Box::new(count("credit_card_transactions").into()),
         ))
-        .expr(Expr::SubQuery(None, Box::new(count("upi_transactions").into())))
+        .expr(Expr::SubQuery(
+            None,
+            Box::new(count("upi_transactions").into()),
+        ))
         .expr(Expr::SubQuery(
             None,
             Box::new(cents("credit_card_transactions").into()),
         ))
-        .expr(Expr::SubQuery(None, Box::new(cents("upi_transactions").into())))
+        .expr(Expr::SubQuery(
+            None,
+            Box::new(cents("upi_transactions").into()),
+        ))
         .to_owned();
     let row = conn.row(&q)?;
     Ok(Summary {

@@ -41,7 +41,9 @@ pub enum Error {
     #[error("no database at {0} (run `am init`)")]
     NoDatabase(String),
     /// The database was written by a newer version of Audience Manager.
-    #[error("the database at {path} has schema version {found}, newer than this program's {supported}; upgrade Audience Manager")]
+    #[error(
+        "the database at {path} has schema version {found}, newer than this program's {supported}; upgrade Audience Manager"
+    )]
     TooNew {
         path: String,
         found: i64,

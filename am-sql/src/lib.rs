@@ -14,8 +14,8 @@ pub mod refresh;
 pub mod render;
 pub mod rules;
 pub mod runs;
-pub mod schema;
 pub mod scheduler;
+pub mod schema;
 pub mod store;
 pub mod tracking;
 

@@ -28,8 +28,8 @@ use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 use am_core::validate::check_rule;
 use serde::Serialize;
 
-use crate::catalog::{self, Segment, SegmentRecord};
 use crate::backend::{Dialect, SwapCounts};
+use crate::catalog::{self, Segment, SegmentRecord};
 use crate::conn::Conn;
 use crate::error::Result;
 use crate::progress::Progress;
@@ -461,7 +461,10 @@ fn fill_shared(
 ) -> Result<()> {
     let d = layout.dialect;
     for table in &layout.tables {
-        conn.batch(&format!("DROP TABLE IF EXISTS {}", d.scratch_table(&table.name)))?;
+        conn.batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            d.scratch_table(&table.name)
+        ))?;
         conn.batch(&d.table(&layout.create_statement(table)))?;
         conn.exec(&layout.fill_statement(table, as_of))?;
         progress.advance(1);

@@ -25,9 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use am_core::expr::{
-    CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window,
-};
+use am_core::expr::{CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window};
 use am_core::field::{Field, ValueType};
 use am_core::plan::SetExpr;
 use am_core::rule::RuleId;
@@ -1005,7 +1003,6 @@ fn window_conditions(d: Dialect, window: &Window, as_of: Timestamp) -> Vec<SqlEx
     out
 }
 
-
 /// A transaction field's column in one branch of the scan (`t.<col>` when reading the scan
 /// itself); null where the table has no such column.
 fn tx_column(field: Field, table: Source) -> SqlExpr {
@@ -1209,7 +1206,8 @@ fn plain_test(d: Dialect, x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
             None => false_expr(),
         },
         Test::In(vs) => {
-            let vs: Vec<sea_query::Value> = vs.iter().filter_map(|v| typed_value(d, v, ty)).collect();
+            let vs: Vec<sea_query::Value> =
+                vs.iter().filter_map(|v| typed_value(d, v, ty)).collect();
             if vs.is_empty() {
                 false_expr()
             } else {
@@ -1240,12 +1238,12 @@ fn plain_test(d: Dialect, x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
             }
             any_of_sql(parts)
         }
-        Test::Contains(needle) if ty == ValueType::Text => d
-            .ascii_position(x, &needle.to_ascii_lowercase())
-            .gt(0),
-        Test::StartsWith(prefix) if ty == ValueType::Text => d
-            .ascii_position(x, &prefix.to_ascii_lowercase())
-            .eq(1),
+        Test::Contains(needle) if ty == ValueType::Text => {
+            d.ascii_position(x, &needle.to_ascii_lowercase()).gt(0)
+        }
+        Test::StartsWith(prefix) if ty == ValueType::Text => {
+            d.ascii_position(x, &prefix.to_ascii_lowercase()).eq(1)
+        }
         Test::Contains(_) | Test::StartsWith(_) => false_expr(),
     }
 }

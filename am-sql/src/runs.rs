@@ -169,12 +169,10 @@ fn run_of(row: &Row) -> Result<Run> {
         id,
         rule_id: row.opt_i64(1)?,
         rule_name: row.text(2)?,
-        status: RunStatus::parse(&status).ok_or_else(|| {
-            Error::Database(format!("run #{id} has unknown status {status:?}"))
-        })?,
-        trigger: RunTrigger::parse(&trigger).ok_or_else(|| {
-            Error::Database(format!("run #{id} has unknown trigger {trigger:?}"))
-        })?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| Error::Database(format!("run #{id} has unknown status {status:?}")))?,
+        trigger: RunTrigger::parse(&trigger)
+            .ok_or_else(|| Error::Database(format!("run #{id} has unknown trigger {trigger:?}")))?,
         queued_at: row.utc(5)?,
         started_at: row.opt_utc(6)?,
         finished_at: row.opt_utc(7)?,
@@ -213,7 +211,14 @@ pub fn create_run(
     let mut insert = Query::insert();
     insert
         .into_table(REFRESH_RUNS)
-        .columns(["rule_id", "rule_name", "status", "trigger", "queued_at", "owner"])
+        .columns([
+            "rule_id",
+            "rule_name",
+            "status",
+            "trigger",
+            "queued_at",
+            "owner",
+        ])
         .returning_col("id");
     // As many values as columns.
     let _ = insert.values([

@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use am_core::rule::RuleId;
-use am_core::schedule::Schedule;
 use crate::Store;
 use crate::refresh::{NodeStatus, RefreshRequest, RefreshTargets};
 use crate::rules::StoredRule;
 use crate::runs::{RunId, RunTrigger};
+use am_core::rule::RuleId;
+use am_core::schedule::Schedule;
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
@@ -103,10 +103,7 @@ impl Scheduler {
     pub async fn start(store: Store, clock: Arc<dyn Clock>) -> Result<Scheduler, SchedulerError> {
         let abandoned = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || {
-                store.fail_abandoned_runs()
-            })
-            .await??
+            tokio::task::spawn_blocking(move || store.fail_abandoned_runs()).await??
         };
         if abandoned > 0 {
             tracing::warn!(
@@ -167,10 +164,8 @@ impl Scheduler {
             });
         }
         let store = self.inner.store.clone();
-        let run_id = tokio::task::spawn_blocking(move || {
-            store.create_run(rule_id, trigger)
-        })
-        .await??;
+        let run_id =
+            tokio::task::spawn_blocking(move || store.create_run(rule_id, trigger)).await??;
         queue.active.insert(rule_id, run_id);
         queue.pending.push_back((run_id, rule_id));
         drop(queue);
@@ -382,13 +377,11 @@ fn last_scheduled_fire(
     store: &Store,
     rule_id: RuleId,
 ) -> Result<Option<DateTime<Utc>>, crate::Error> {
-    let runs = store.list_runs(
-        &crate::runs::RunFilter {
-            rule_id: Some(rule_id),
-            status: None,
-            limit: Some(50),
-        },
-    )?;
+    let runs = store.list_runs(&crate::runs::RunFilter {
+        rule_id: Some(rule_id),
+        status: None,
+        limit: Some(50),
+    })?;
     Ok(runs
         .iter()
         .filter(|r| r.trigger == RunTrigger::Schedule)

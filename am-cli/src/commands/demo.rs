@@ -124,7 +124,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
     let db_flag = if ctx.db == std::path::Path::new("audience.db") {
         String::new()
     } else {
-        format!(" --db {}", ctx.db.display())
+        format!(" --db {}", shell_word(&ctx.location().to_string()))
     };
     let next = [
         (
@@ -155,6 +155,17 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("some demo segments did not refresh");
     }
     Ok(())
+}
+
+/// `text` as one shell word: quoted when it holds anything a shell would act on (a URI's
+/// `&` and `?`, spaces).
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-:@=,+%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Decides whether the demo may write here: `Ok(false)` for an empty database, `Ok(true)`
@@ -193,6 +204,16 @@ fn clear_previous_demo(ctx: &Context, store: &Store, demo: &[Json]) -> anyhow::R
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_names_are_single_shell_words() {
+        assert_eq!(super::shell_word("/tmp/a.db"), "/tmp/a.db");
+        assert_eq!(
+            super::shell_word("postgres://am@/demo?host=/tmp/pg&port=5499"),
+            "'postgres://am@/demo?host=/tmp/pg&port=5499'"
+        );
+        assert_eq!(super::shell_word("it's.db"), "'it'\\''s.db'");
+    }
+
     use super::*;
 
     #[test]

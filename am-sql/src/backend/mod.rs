@@ -78,9 +78,7 @@ impl Dialect {
             #[cfg(feature = "postgres")]
             (Dialect::Postgres, TxMode::Write) => "BEGIN",
             #[cfg(feature = "postgres")]
-            (Dialect::Postgres, TxMode::Read) => {
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-            }
+            (Dialect::Postgres, TxMode::Read) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         }
     }
 
@@ -212,7 +210,8 @@ impl Dialect {
         }
     }
 
-    /// Ends a bulk load inside its transaction, before the commit.
+    /// Ends a bulk load inside its transaction, before the commit: SQLite puts the triggers
+    /// back; PostgreSQL moves its id sequences past the loaded ids.
     pub fn bulk_load_end(self, conn: &mut dyn Conn) -> Result<()> {
         match self {
             Dialect::Sqlite => {
@@ -220,7 +219,7 @@ impl Dialect {
                 conn.batch("PRAGMA cache_size = -2000")
             }
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => Ok(()),
+            Dialect::Postgres => postgres::sync_identities(conn),
         }
     }
 

@@ -20,9 +20,9 @@ impl From<rusqlite::Error> for Error {
         };
         let message = msg.unwrap_or_else(|| e.to_string());
         match e.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Busy {
-                source: err.into(),
-            },
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                Error::Busy { source: err.into() }
+            }
             ErrorCode::ReadOnly => Error::ReadOnly { source: err.into() },
             ErrorCode::DiskFull => Error::DiskFull { source: err.into() },
             ErrorCode::ConstraintViolation

@@ -260,7 +260,10 @@ pub(crate) fn days_since(as_of: NaiveDate, last: SqlExpr) -> SqlExpr {
 /// `LIKE` would need `%`/`_` escaping.
 pub(crate) fn ascii_position(x: SqlExpr, needle: &str) -> SqlExpr {
     Func::cust("instr")
-        .args([SqlExpr::from(Func::lower(x)), SqlExpr::val(needle.to_owned())])
+        .args([
+            SqlExpr::from(Func::lower(x)),
+            SqlExpr::val(needle.to_owned()),
+        ])
         .into()
 }
 

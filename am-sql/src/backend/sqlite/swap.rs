@@ -15,8 +15,7 @@ use am_core::rule::RuleId;
 use sea_query::SelectStatement;
 
 use crate::backend::{
-    Dialect, SwapCounts, create_segment_table, insert_members, next_table_name,
-    previous_table_name,
+    Dialect, SwapCounts, create_segment_table, insert_members, next_table_name, previous_table_name,
 };
 use crate::catalog::segment_table_name;
 use crate::conn::{Conn, TxMode, transaction};
@@ -87,7 +86,10 @@ fn rebuild_in(
             })?;
             Ok(n)
         };
-        let old = count(conn, &format!("SELECT count(*) FROM {}", d.quote(&previous)))?;
+        let old = count(
+            conn,
+            &format!("SELECT count(*) FROM {}", d.quote(&previous)),
+        )?;
         // One rowid join finds who stayed (several times cheaper than NOT EXISTS probes),
         // looking the smaller table's ids up in the larger (`CROSS JOIN` keeps this order);
         // entered = |new| - stayed, left = |old| - stayed.
