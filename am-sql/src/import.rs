@@ -236,7 +236,6 @@ fn import_in<R: Read>(
     options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-
     let mut bad = BadRows::default();
     // The first line whose quoted value may hide rows (see the module docs).
     let mut quote_line = None;
@@ -252,11 +251,12 @@ fn import_in<R: Read>(
                 .values_panic(columns.iter().map(|_| Expr::val(0i64))),
         );
         let key = columns[0];
+        // The key is the only value bound: `exists` binds it alone.
         let probe = |table: &str, column: &str| {
             dialect
                 .build(
                     Query::select()
-                        .expr(Expr::val(1))
+                        .expr(Expr::cust("1"))
                         .from(Alias::new(table))
                         .and_where(Expr::col(Alias::new(column)).eq(0i64)),
                 )
@@ -346,10 +346,7 @@ fn import_in<R: Read>(
                     // After the first bad row of an all-or-nothing import (or a quote that
                     // may hide rows) nothing will be kept, so only validation goes on.
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
-                        conn.execute_sql(
-                            &insert,
-                            Values(cells.iter().map(Cell::value).collect()),
-                        )?;
+                        conn.execute_sql(&insert, Values(cells.iter().map(Cell::value).collect()))?;
                         imported += 1;
                         if imported.is_multiple_of(10_000) {
                             progress.advance(10_000);
@@ -672,6 +669,18 @@ fn normalise_time(raw: &str) -> Option<String> {
     real.then(|| t.format(fmt).to_string())
 }
 
+impl crate::Store {
+    /// Imports a CSV file whose header was checked (see [`CsvFile::import`]).
+    pub fn import<R: Read>(
+        &self,
+        file: CsvFile<R>,
+        options: ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        file.import(self.connection()?.as_mut(), options, progress)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,17 +746,5 @@ mod tests {
         ] {
             assert_eq!(normalise_time(impossible), None, "{impossible}");
         }
-    }
-}
-
-impl crate::Store {
-    /// Imports a CSV file whose header was checked (see [`CsvFile::import`]).
-    pub fn import<R: Read>(
-        &self,
-        file: CsvFile<R>,
-        options: ImportOptions,
-        progress: &dyn Progress,
-    ) -> Result<ImportReport> {
-        file.import(self.connection()?.as_mut(), options, progress)
     }
 }
