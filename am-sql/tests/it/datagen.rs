@@ -159,7 +159,11 @@ conformance! {
             report.credit_card_transactions + report.upi_transactions,
             4_000
         );
-        assert_eq!(dump(db.conn()), before, "replacing regenerates the same rows");
+        assert_eq!(
+            dump(db.conn()),
+            before,
+            "replacing regenerates the same rows"
+        );
         assert_eq!(data_version(db.conn()).unwrap(), v + 1, "one bump per load");
 
         if db.engine == Engine::Sqlite {

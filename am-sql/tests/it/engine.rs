@@ -544,6 +544,7 @@ conformance! {
 
         assert_eq!(db.members(1), before_members);
         assert_eq!(catalog_row(db.conn(), 1), before_row);
+        assert!(db.table_exists("segment_output_1"));
         assert!(
             !db.table_exists("segment_output_1__previous"),
             "the rename aside is rolled back too"
@@ -845,9 +846,7 @@ conformance! {
                 .unwrap()
                 .id
         };
-        let changes = store
-            .membership_diff(segment_of(over_1000), 10)
-            .unwrap();
+        let changes = store.membership_diff(segment_of(over_1000), 10).unwrap();
         assert_eq!((changes.entered, changes.left), (vec![3], vec![]));
         let changes = store.membership_diff(segment_of(diff), 10).unwrap();
         assert_eq!((changes.entered_total, changes.left_total), (0, 1));
@@ -857,8 +856,8 @@ conformance! {
             (changes.entered_total, changes.left_total, changes.left),
             (0, 1, vec![])
         );
-        let run = am_sql::runs::get_run(db.conn(), report.node(diff).unwrap().run_id.unwrap())
-            .unwrap();
+        let run =
+            am_sql::runs::get_run(db.conn(), report.node(diff).unwrap().run_id.unwrap()).unwrap();
         assert_eq!(run.status, am_sql::runs::RunStatus::Succeeded);
         assert_eq!(run.row_count, Some(1));
 
@@ -915,12 +914,16 @@ conformance! {
 
         // But the looser segment holds 3 of the 5 users: looking each one up costs more than
         // the scan of the aggregates the stricter bound needs anyway. An engine that chooses
-        // its own join orders is given the plan as the finder made it.
-        let own_choice = db.conn().dialect().drives_from_small_sets();
+        // join orders itself is given the plan as the finder made it.
+        let refresh_chooses = db.conn().dialect().drives_from_small_sets();
         let report = refresh(store, RefreshTargets::All);
         assert!(report.succeeded(), "{report:?}");
         let node = report.node(stricter).unwrap();
-        let expected = if own_choice { vec![] } else { vec![looser] };
+        let expected = if refresh_chooses {
+            vec![]
+        } else {
+            vec![looser]
+        };
         assert_eq!(node.reused_from, expected);
         assert_eq!(db.members(looser), ids(&[1, 2, 3]));
         assert_eq!(db.members(stricter), ids(&[2]));
@@ -1102,7 +1105,7 @@ conformance! {
 
 conformance! {
     fn a_stored_query_reads_no_segment_and_outlives_refreshes_of_what_it_was_built_from(
-        db: &mut TestDb
+        db: &mut TestDb,
     ) {
         add_money_data(db);
         let store = &db.store.clone();

@@ -95,7 +95,7 @@ impl TestDb {
 /// `conformance! { fn name(db: &mut TestDb) { .. } }` makes `name::sqlite` (and
 /// `name::postgres` with the `postgres` feature), each on a fresh database.
 macro_rules! conformance {
-    ($($(#[$meta:meta])* fn $name:ident($db:ident: &mut TestDb) $body:block)*) => {$(
+    ($($(#[$meta:meta])* fn $name:ident($db:ident: &mut TestDb $(,)?) $body:block)*) => {$(
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]

@@ -147,7 +147,8 @@ conformance! {
             vec![
                 RowError {
                     line: 3,
-                    message: "amount \"12.345\" is not a number with at most 2 decimal places".into()
+                    message: "amount \"12.345\" is not a number with at most 2 decimal places"
+                        .into()
                 },
                 RowError {
                     line: 4,
@@ -170,11 +171,9 @@ conformance! {
                 },
             ]
         );
-        assert!(
-            err.to_string().starts_with(
-                "5 bad rows in the upi_transactions file, nothing imported; line 3: amount"
-            )
-        );
+        assert!(err.to_string().starts_with(
+            "5 bad rows in the upi_transactions file, nothing imported; line 3: amount"
+        ));
         assert_eq!(db.count("upi_transactions"), 0);
         assert_eq!(data_version(db.conn()).unwrap(), before);
         if db.engine == Engine::Sqlite {
@@ -225,8 +224,9 @@ user_id,name,email,city_tier,created_at
                 },
                 RowError {
                     line: 4,
-                    message: "city_tier \"two\" is not an integer; user_id 2 already exists in users"
-                        .into()
+                    message:
+                        "city_tier \"two\" is not an integer; user_id 2 already exists in users"
+                            .into()
                 },
             ]
         );
@@ -364,7 +364,8 @@ conformance! {
                 5,\"Eve, E\",eve@example.com,1,\n\
                 6,Fay,fay@example.com,1,\n";
         for skip in [false, true] {
-            let Err(Error::Import(errors)) = import(db.conn(), ImportTable::Users, text, skip) else {
+            let Err(Error::Import(errors)) = import(db.conn(), ImportTable::Users, text, skip)
+            else {
                 panic!("expected an import error");
             };
             assert_eq!(errors.quote_line, Some(2));

@@ -379,7 +379,11 @@ conformance! {
             catalog::segment_table_name(rule),
             format!("segment_output_{rule}")
         );
-        assert!(catalog::segment_for_rule(db.conn(), rule).unwrap().is_none());
+        assert!(
+            catalog::segment_for_rule(db.conn(), rule)
+                .unwrap()
+                .is_none()
+        );
 
         let engine = db.store.dialect().name();
         let table = catalog::segment_table_name(rule);
@@ -445,6 +449,7 @@ conformance! {
             })
         ));
 
+        assert!(db.table_exists(&table));
         store.delete_rule(rule).unwrap();
         assert!(matches!(
             catalog::segment(db.conn(), id),
