@@ -251,11 +251,12 @@ fn import_in<R: Read>(
                 .values_panic(columns.iter().map(|_| Expr::val(0i64))),
         );
         let key = columns[0];
+        // The key is the only value bound: `exists` binds it alone.
         let probe = |table: &str, column: &str| {
             dialect
                 .build(
                     Query::select()
-                        .expr(Expr::val(1))
+                        .expr(Expr::cust("1"))
                         .from(Alias::new(table))
                         .and_where(Expr::col(Alias::new(column)).eq(0i64)),
                 )
@@ -668,6 +669,18 @@ fn normalise_time(raw: &str) -> Option<String> {
     real.then(|| t.format(fmt).to_string())
 }
 
+impl crate::Store {
+    /// Imports a CSV file whose header was checked (see [`CsvFile::import`]).
+    pub fn import<R: Read>(
+        &self,
+        file: CsvFile<R>,
+        options: ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        file.import(self.connection()?.as_mut(), options, progress)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,17 +746,5 @@ mod tests {
         ] {
             assert_eq!(normalise_time(impossible), None, "{impossible}");
         }
-    }
-}
-
-impl crate::Store {
-    /// Imports a CSV file whose header was checked (see [`CsvFile::import`]).
-    pub fn import<R: Read>(
-        &self,
-        file: CsvFile<R>,
-        options: ImportOptions,
-        progress: &dyn Progress,
-    ) -> Result<ImportReport> {
-        file.import(self.connection()?.as_mut(), options, progress)
     }
 }

@@ -1,16 +1,18 @@
-//! Differential tests: random data and random rules through the SQLite engine, compared member
-//! for member with the reference evaluator, and every stored `sql_query` replayed.
+//! Differential tests: random data and random rules through each engine, compared member for
+//! member with the reference evaluator, and every stored `sql_query` replayed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use am_core::arbitrary::{arb_dataset, arb_expr, as_of};
-use am_core::evaluate::evaluate_set;
+use am_core::evaluate::{Dataset, evaluate_set};
 use am_core::expr::Expr;
 use am_core::plan::SetExpr;
 use am_core::rule::{Operation, RuleId};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
-use crate::engine::{Case, checked, load_dataset, members, new_db, replay};
+use crate::engine::{Case, checked, load_dataset};
+use crate::engines::{Engine, TestDb, ids_in};
 
 /// How rule `i` is computed from its condition and the rules before it.
 #[derive(Debug, Clone)]
@@ -99,6 +101,68 @@ fn compute_of(
     }
 }
 
+/// Every rule's segment and stored `sql_query` equal the evaluator's members; refreshed again
+/// over the same data, every segment is rebuilt over its old members: the same members, nobody
+/// entered or left, the old ones kept for `diff`.
+fn segments_equal_the_evaluator(
+    engine: Engine,
+    ds: &Dataset,
+    rules: &[(Expr, Shape)],
+) -> Result<(), TestCaseError> {
+    let mut db = TestDb::new(engine);
+    load_dataset(db.conn(), ds);
+    let mut case = Case::new();
+    for (i, (condition, shape)) in rules.iter().enumerate() {
+        let id = i as RuleId + 1;
+        let (rule, compute) = compute_of(id, shape, condition);
+        case.add(db.conn(), id, rule, compute);
+    }
+    let report = case.refresh(db.conn(), as_of());
+    prop_assert!(report.succeeded(), "{:?}", report);
+    let mut segments: BTreeMap<RuleId, BTreeSet<i64>> = BTreeMap::new();
+    for node in &case.plan.nodes {
+        let expected = evaluate_set(&node.compute, ds, as_of(), &segments);
+        let got = db.members(node.rule_id);
+        prop_assert_eq!(
+            &got,
+            &expected,
+            "rule {} computed as {:?}",
+            node.rule_id,
+            node.compute
+        );
+        prop_assert_eq!(
+            db.replay(node.rule_id),
+            expected.clone(),
+            "sql_query of rule {}",
+            node.rule_id
+        );
+        segments.insert(node.rule_id, expected);
+    }
+    let again = case.refresh(db.conn(), as_of());
+    prop_assert!(again.succeeded(), "{:?}", again);
+    for node in &again.nodes {
+        prop_assert_eq!(
+            (node.entered, node.left),
+            (Some(0), Some(0)),
+            "rule {}",
+            node.rule_id
+        );
+        let expected = &segments[&node.rule_id];
+        prop_assert_eq!(&db.members(node.rule_id), expected);
+        let previous = ids_in(
+            db.conn(),
+            &am_sql::backend::previous_table_name(node.rule_id),
+        );
+        prop_assert_eq!(
+            &previous,
+            expected,
+            "previous members of rule {}",
+            node.rule_id
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -107,39 +171,16 @@ proptest! {
         ds in arb_dataset(),
         rules in proptest::collection::vec((arb_expr(), arb_shape()), 1..6),
     ) {
-        let mut db = new_db();
-        load_dataset(&db.conn, &ds);
-        let mut case = Case::new();
-        for (i, (condition, shape)) in rules.iter().enumerate() {
-            let id = i as RuleId + 1;
-            let (rule, compute) = compute_of(id, shape, condition);
-            case.add(&db.conn, id, rule, compute);
-        }
-        let report = case.refresh(&mut db.conn, as_of());
-        prop_assert!(report.succeeded(), "{:?}", report);
-        let mut segments: BTreeMap<RuleId, BTreeSet<i64>> = BTreeMap::new();
-        for node in &case.plan.nodes {
-            let expected = evaluate_set(&node.compute, &ds, as_of(), &segments);
-            let got = members(&db.conn, node.rule_id);
-            prop_assert_eq!(&got, &expected, "rule {} computed as {:?}", node.rule_id, node.compute);
-            prop_assert_eq!(replay(&db.conn, node.rule_id), expected.clone(), "sql_query of rule {}", node.rule_id);
-            segments.insert(node.rule_id, expected);
-        }
-        // Refreshed again over the same data, every segment is rebuilt over its old members:
-        // the same members, nobody entered or left, the old ones kept for `diff`.
-        let again = case.refresh(&mut db.conn, as_of());
-        prop_assert!(again.succeeded(), "{:?}", again);
-        for node in &again.nodes {
-            prop_assert_eq!((node.entered, node.left), (Some(0), Some(0)), "rule {}", node.rule_id);
-            let expected = &segments[&node.rule_id];
-            prop_assert_eq!(&members(&db.conn, node.rule_id), expected);
-            let previous: BTreeSet<i64> = {
-                let mut stmt = db.conn.prepare(&format!("SELECT user_id FROM segment_output_{}__previous", node.rule_id)).unwrap();
-                stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-            };
-            prop_assert_eq!(&previous, expected, "previous members of rule {}", node.rule_id);
-        }
-        drop(db.dir);
+        segments_equal_the_evaluator(Engine::Sqlite, &ds, &rules)?;
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_segments_equal_the_evaluator(
+        ds in arb_dataset(),
+        rules in proptest::collection::vec((arb_expr(), arb_shape()), 1..6),
+    ) {
+        segments_equal_the_evaluator(Engine::Postgres, &ds, &rules)?;
     }
 }
 
@@ -163,50 +204,85 @@ fn arb_derive() -> impl Strategy<Value = Derive> {
     ]
 }
 
+/// The planner's plan (reuse on) through the engine gives every rule exactly its own
+/// condition's members.
+fn planned_reuse_never_changes_a_segment(
+    engine: Engine,
+    ds: &Dataset,
+    rules: &[(Expr, Derive)],
+) -> Result<(), TestCaseError> {
+    use am_core::planner::{PlanOptions, Planner, RuleInput};
+
+    let mut db = TestDb::new(engine);
+    load_dataset(db.conn(), ds);
+    let mut conditions: Vec<Expr> = Vec::new();
+    for (fresh, derive) in rules {
+        let pick = |n: usize| conditions.get(n % conditions.len().max(1)).cloned();
+        let c = match derive {
+            Derive::Fresh => None,
+            Derive::Same(a) => pick(*a),
+            Derive::And(a, b) => pick(*a)
+                .zip(pick(*b))
+                .map(|(a, b)| Expr::All(vec![a, b, fresh.clone()])),
+            Derive::Or(a, b) => pick(*a).zip(pick(*b)).map(|(a, b)| Expr::Any(vec![a, b])),
+            Derive::Not(a) => pick(*a).map(|a| Expr::Not(Box::new(a))),
+        };
+        conditions.push(c.unwrap_or_else(|| fresh.clone()));
+    }
+    let inputs: Vec<RuleInput> = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| RuleInput {
+            id: i as RuleId + 1,
+            rule: checked(Some(c.clone()), vec![], None),
+        })
+        .collect();
+    let plan = Planner::new(inputs, PlanOptions { reuse: true })
+        .unwrap()
+        .plan_all();
+    let mut case = Case::new();
+    for node in &plan.nodes {
+        let rule = checked(
+            Some(conditions[node.rule_id as usize - 1].clone()),
+            vec![],
+            None,
+        );
+        case.add(db.conn(), node.rule_id, rule, node.compute.clone());
+    }
+    let report = case.refresh(db.conn(), as_of());
+    prop_assert!(report.succeeded(), "{:?}", report);
+    for (i, c) in conditions.iter().enumerate() {
+        let id = i as RuleId + 1;
+        let expected = am_core::evaluate::evaluate_expr(c, ds, as_of());
+        prop_assert_eq!(
+            db.members(id),
+            expected.clone(),
+            "rule {} of plan {:?}",
+            id,
+            plan
+        );
+        prop_assert_eq!(db.replay(id), expected, "sql_query of rule {}", id);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-    /// The planner's plan (reuse on) through the engine gives every rule exactly its own
-    /// condition's members.
     #[test]
-    fn planned_reuse_never_changes_a_segment(
+    fn sqlite_planned_reuse_never_changes_a_segment(
         ds in arb_dataset(),
         rules in proptest::collection::vec((arb_expr(), arb_derive()), 1..7),
     ) {
-        use am_core::planner::{PlanOptions, Planner, RuleInput};
+        planned_reuse_never_changes_a_segment(Engine::Sqlite, &ds, &rules)?;
+    }
 
-        let mut db = new_db();
-        load_dataset(&db.conn, &ds);
-        let mut conditions: Vec<Expr> = Vec::new();
-        for (fresh, derive) in &rules {
-            let pick = |n: usize| conditions.get(n % conditions.len().max(1)).cloned();
-            let c = match derive {
-                Derive::Fresh => None,
-                Derive::Same(a) => pick(*a),
-                Derive::And(a, b) => pick(*a).zip(pick(*b)).map(|(a, b)| Expr::All(vec![a, b, fresh.clone()])),
-                Derive::Or(a, b) => pick(*a).zip(pick(*b)).map(|(a, b)| Expr::Any(vec![a, b])),
-                Derive::Not(a) => pick(*a).map(|a| Expr::Not(Box::new(a))),
-            };
-            conditions.push(c.unwrap_or_else(|| fresh.clone()));
-        }
-        let inputs: Vec<RuleInput> = conditions
-            .iter()
-            .enumerate()
-            .map(|(i, c)| RuleInput { id: i as RuleId + 1, rule: checked(Some(c.clone()), vec![], None) })
-            .collect();
-        let plan = Planner::new(inputs, PlanOptions { reuse: true }).unwrap().plan_all();
-        let mut case = Case::new();
-        for node in &plan.nodes {
-            let rule = checked(Some(conditions[node.rule_id as usize - 1].clone()), vec![], None);
-            case.add(&db.conn, node.rule_id, rule, node.compute.clone());
-        }
-        let report = case.refresh(&mut db.conn, as_of());
-        prop_assert!(report.succeeded(), "{:?}", report);
-        for (i, c) in conditions.iter().enumerate() {
-            let id = i as RuleId + 1;
-            let expected = am_core::evaluate::evaluate_expr(c, &ds, as_of());
-            prop_assert_eq!(members(&db.conn, id), expected.clone(), "rule {} of plan {:?}", id, plan);
-            prop_assert_eq!(replay(&db.conn, id), expected, "sql_query of rule {}", id);
-        }
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_planned_reuse_never_changes_a_segment(
+        ds in arb_dataset(),
+        rules in proptest::collection::vec((arb_expr(), arb_derive()), 1..7),
+    ) {
+        planned_reuse_never_changes_a_segment(Engine::Postgres, &ds, &rules)?;
     }
 }

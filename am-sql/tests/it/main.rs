@@ -1,4 +1,8 @@
-//! am-sql's integration tests: one binary, one module per area.
+//! am-sql's integration tests: one binary, one module per area. Tests of semantics run on
+//! every engine (see `engines`); tests of one engine's files and settings on that engine.
+
+#[macro_use]
+mod engines;
 
 mod datagen;
 mod differential;
