@@ -236,7 +236,6 @@ fn import_in<R: Read>(
     options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-
     let mut bad = BadRows::default();
     // The first line whose quoted value may hide rows (see the module docs).
     let mut quote_line = None;
@@ -256,7 +255,8 @@ fn import_in<R: Read>(
             dialect
                 .build(
                     Query::select()
-                        .expr(Expr::val(1))
+                        // Not `Expr::val`: that would be a second parameter.
+                        .expr(Expr::cust("1"))
                         .from(Alias::new(table))
                         .and_where(Expr::col(Alias::new(column)).eq(0i64)),
                 )
@@ -346,10 +346,7 @@ fn import_in<R: Read>(
                     // After the first bad row of an all-or-nothing import (or a quote that
                     // may hide rows) nothing will be kept, so only validation goes on.
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
-                        conn.execute_sql(
-                            &insert,
-                            Values(cells.iter().map(Cell::value).collect()),
-                        )?;
+                        conn.execute_sql(&insert, Values(cells.iter().map(Cell::value).collect()))?;
                         imported += 1;
                         if imported.is_multiple_of(10_000) {
                             progress.advance(10_000);
