@@ -1,10 +1,13 @@
 //! Generating and importing data.
 
-use crate::{Scratch, data_dir, run};
+use am_sql::conn::Cell;
+use chrono::NaiveDate;
 
-#[test]
-fn generate_then_refuse_to_overwrite_without_replace() {
-    let s = Scratch::new();
+use crate::{Engine, Scratch, data_dir, on_every_engine, run};
+
+on_every_engine!(generate_then_refuse_to_overwrite_without_replace);
+fn generate_then_refuse_to_overwrite_without_replace(engine: Engine) {
+    let s = Scratch::on(engine);
     let first = run(s.am().args([
         "generate",
         "--users",
@@ -38,12 +41,12 @@ fn generate_then_refuse_to_overwrite_without_replace() {
             + v["upi_transactions"].as_u64().unwrap_or(0),
         500
     );
-    insta::assert_snapshot!(format!("{}{}", first.snapshot(), again.snapshot()));
+    insta::assert_snapshot!(s.neutral(format!("{}{}", first.snapshot(), again.snapshot())));
 }
 
-#[test]
-fn import_is_all_or_nothing_unless_asked() {
-    let s = Scratch::new();
+on_every_engine!(import_is_all_or_nothing_unless_asked);
+fn import_is_all_or_nothing_unless_asked(engine: Engine) {
+    let s = Scratch::on(engine);
     let users = run(s
         .am()
         .args(["import", "users"])
@@ -55,37 +58,34 @@ fn import_is_all_or_nothing_unless_asked() {
         .arg(data_dir().join("upi.csv")));
     assert_eq!(upi.code, 0, "{}", upi.stderr);
     let bad = run(s
-        .am()
-        .args(["import", "users", "users_bad.csv"])
-        .current_dir(data_dir())
-        .args(["--db"])
-        .arg(s.path("audience.db")));
+        .am_in(data_dir())
+        .args(["import", "users", "users_bad.csv"]));
     assert_eq!(bad.code, 1);
-    let skipped = run(s
-        .am()
-        .args(["import", "users", "users_bad.csv", "--skip-bad-rows"])
-        .current_dir(data_dir())
-        .args(["--db"])
-        .arg(s.path("audience.db")));
+    let skipped =
+        run(s
+            .am_in(data_dir())
+            .args(["import", "users", "users_bad.csv", "--skip-bad-rows"]));
     assert_eq!(skipped.code, 0, "{}", skipped.stderr);
     let missing = run(s.am().args(["import", "credit-card", "nope.csv"]));
     assert_eq!(missing.code, 1);
     insta::assert_snapshot!(
-        [&users, &upi, &bad, &skipped, &missing]
-            .iter()
-            .map(|o| o.snapshot())
-            .collect::<String>()
+        s.neutral(
+            [&users, &upi, &bad, &skipped, &missing]
+                .iter()
+                .map(|o| o.snapshot())
+                .collect::<String>()
+        )
     );
-    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(n, 4, "three users, then only the good row of the bad file");
+    assert_eq!(
+        s.count("users"),
+        4,
+        "three users, then only the good row of the bad file"
+    );
 }
 
-#[test]
-fn generate_options_out_of_range_are_one_line_errors() {
-    let s = Scratch::new();
+on_every_engine!(generate_options_out_of_range_are_one_line_errors);
+fn generate_options_out_of_range_are_one_line_errors(engine: Engine) {
+    let s = Scratch::on(engine);
     let mut out = String::new();
     for args in [
         vec![
@@ -117,13 +117,13 @@ fn generate_options_out_of_range_are_one_line_errors() {
         out.push_str(&o.snapshot());
     }
     // Nothing was created.
-    assert!(!s.path("audience.db").exists());
-    insta::assert_snapshot!(out);
+    s.assert_no_database();
+    insta::assert_snapshot!(s.neutral(out));
 }
 
-#[test]
-fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows() {
-    let s = Scratch::new();
+on_every_engine!(a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows);
+fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows(engine: Engine) {
+    let s = Scratch::on(engine);
     s.write(
         "users.csv",
         "user_id,name,city_tier,created_at\n1,Asha,1,\n",
@@ -139,13 +139,13 @@ fn a_bad_header_refuses_the_file_without_suggesting_skip_bad_rows() {
         out.push_str(&o.snapshot());
     }
     // The file was refused before a database was created for it.
-    assert!(!s.path("audience.db").exists());
-    insta::assert_snapshot!(out);
+    s.assert_no_database();
+    insta::assert_snapshot!(s.neutral(out));
 }
 
-#[test]
-fn an_unclosed_quote_refuses_the_file_with_its_line_even_with_skip_bad_rows() {
-    let s = Scratch::new();
+on_every_engine!(an_unclosed_quote_refuses_the_file_with_its_line_even_with_skip_bad_rows);
+fn an_unclosed_quote_refuses_the_file_with_its_line_even_with_skip_bad_rows(engine: Engine) {
+    let s = Scratch::on(engine);
     let mut text = String::from(
         "user_id,name,email,city_tier,created_at\n2,\"Ben Li,ben@example.com,1,2025-01-01\n",
     );
@@ -169,16 +169,12 @@ fn an_unclosed_quote_refuses_the_file_with_its_line_even_with_skip_bad_rows() {
             "{extra:?}"
         );
     }
-    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(n, 0);
+    assert_eq!(s.count("users"), 0);
 }
 
-#[test]
-fn import_takes_dates_as_midnight_and_refuses_second_60() {
-    let s = Scratch::new();
+on_every_engine!(import_takes_dates_as_midnight_and_refuses_second_60);
+fn import_takes_dates_as_midnight_and_refuses_second_60(engine: Engine) {
+    let s = Scratch::on(engine);
     s.write(
         "users.csv",
         "user_id,name,email,city_tier,created_at\n\
@@ -195,9 +191,26 @@ fn import_takes_dates_as_midnight_and_refuses_second_60() {
          2025-01-31 13:45:00 or a date like 2025-01-31 (a real day, hours 00-23, minutes and \
          seconds 00-59)\nimported 1 row into users, skipped 1 bad row\n"
     );
-    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
-    let stored: String = conn
-        .query_row("SELECT created_at FROM users", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(stored, "2026-11-30 00:00:00");
+    let q = sea_query::Query::select()
+        .column("created_at")
+        .from("users")
+        .to_owned();
+    let rows = s
+        .store()
+        .connection()
+        .expect("connection")
+        .rows(&q)
+        .expect("read users");
+    let midnight = NaiveDate::from_ymd_opt(2026, 11, 30)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a time");
+    // Text as SQLite keeps the data tables' times, a TIMESTAMP elsewhere.
+    match rows.as_slice() {
+        [row] => match &row.0[..] {
+            [Cell::Text(text)] => assert_eq!(text, "2026-11-30 00:00:00"),
+            [Cell::Time(time)] => assert_eq!(*time, midnight),
+            other => panic!("created_at is {other:?}"),
+        },
+        other => panic!("one user, got {other:?}"),
+    }
 }

@@ -1,22 +1,16 @@
 //! The demo, then run, explain and segments on what it built.
 
-use crate::{Scratch, run};
+use crate::{Engine, Scratch, on_every_engine, run};
 
 fn small_demo(s: &Scratch, db: &str) -> crate::Outcome {
-    run(s.am().args([
-        "--db",
-        db,
-        "demo",
-        "--users",
-        "400",
-        "--transactions",
-        "8000",
-    ]))
+    run(s
+        .am_db(db)
+        .args(["demo", "--users", "400", "--transactions", "8000"]))
 }
 
-#[test]
-fn demo_builds_every_segment_and_shows_reuse() {
-    let s = Scratch::new();
+on_every_engine!(demo_builds_every_segment_and_shows_reuse);
+fn demo_builds_every_segment_and_shows_reuse(engine: Engine) {
+    let s = Scratch::on(engine);
     let out = small_demo(&s, "audience.db");
     assert_eq!(out.code, 0, "{}", out.stderr);
     for line in [
@@ -74,9 +68,9 @@ fn demo_builds_every_segment_and_shows_reuse() {
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
-#[test]
-fn demo_refuses_a_database_with_other_rules() {
-    let s = Scratch::new();
+on_every_engine!(demo_refuses_a_database_with_other_rules);
+fn demo_refuses_a_database_with_other_rules(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     let add = run(s.am().args(["rules", "add", "-"]).write_stdin(
         r#"{"rule_name": "Mine", "conditions": {"field": "city_tier", "operator": "=", "value": 1}}"#,
@@ -84,18 +78,14 @@ fn demo_refuses_a_database_with_other_rules() {
     assert_eq!(add.code, 0, "{}", add.stderr);
     let out = small_demo(&s, "audience.db");
     assert_eq!(out.code, 1);
-    insta::assert_snapshot!(out.snapshot());
+    insta::assert_snapshot!(s.neutral(out.snapshot()));
 }
 
-#[test]
-fn run_explain_and_segments_after_the_demo() {
-    let s = Scratch::new();
+on_every_engine!(run_explain_and_segments_after_the_demo);
+fn run_explain_and_segments_after_the_demo(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(small_demo(&s, "demo.db").code, 0);
-    let am = || {
-        let mut c = s.am();
-        c.args(["--db", "demo.db"]);
-        c
-    };
+    let am = || s.am_db("demo.db");
 
     let stale = run(am().args(["run", "--stale"]));
     assert_eq!(stale.code, 0, "{}", stale.stderr);

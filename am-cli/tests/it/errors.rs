@@ -1,6 +1,6 @@
 //! Bad input ends with one line on stderr and a meaningful exit code, never a panic.
 
-use crate::{Scratch, run};
+use crate::{Engine, Scratch, on_every_engine, run};
 
 fn one_line_error(out: &crate::Outcome) {
     assert_eq!(out.stderr.lines().count(), 1, "one line: {:?}", out.stderr);
@@ -9,6 +9,7 @@ fn one_line_error(out: &crate::Outcome) {
     assert!(!out.stderr.contains("backtrace"), "{:?}", out.stderr);
 }
 
+// SQLite only, as the three below: about files (the default name, what else is in a file).
 #[test]
 fn a_missing_database_is_not_created_by_readers() {
     let s = Scratch::new();
@@ -86,9 +87,9 @@ fn usage_errors_exit_with_two() {
     assert_eq!(out.code, 2);
 }
 
-#[test]
-fn missing_and_malformed_rule_files() {
-    let s = Scratch::new();
+on_every_engine!(missing_and_malformed_rule_files);
+fn missing_and_malformed_rule_files(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     s.write(
         "broken.json",
@@ -101,17 +102,17 @@ fn missing_and_malformed_rule_files() {
         assert_eq!(out.code, 1);
         one_line_error(out);
     }
-    insta::assert_snapshot!(format!(
+    insta::assert_snapshot!(s.neutral(format!(
         "{}{}{}",
         missing.snapshot(),
         broken.snapshot(),
         validate_broken.snapshot()
-    ));
+    )));
 }
 
-#[test]
-fn unknown_rules_and_segments() {
-    let s = Scratch::new();
+on_every_engine!(unknown_rules_and_segments);
+fn unknown_rules_and_segments(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     let outs = [
         run(s.am().args(["rules", "show", "42"])),
@@ -126,12 +127,12 @@ fn unknown_rules_and_segments() {
         one_line_error(out);
         text.push_str(&out.snapshot());
     }
-    insta::assert_snapshot!(text);
+    insta::assert_snapshot!(s.neutral(text));
 }
 
-#[test]
-fn edit_without_a_file_off_a_terminal_does_not_wait_for_an_editor() {
-    let s = Scratch::new();
+on_every_engine!(edit_without_a_file_off_a_terminal_does_not_wait_for_an_editor);
+fn edit_without_a_file_off_a_terminal_does_not_wait_for_an_editor(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     s.write(
         "r.json",

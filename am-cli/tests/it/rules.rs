@@ -1,6 +1,6 @@
 //! Rules: validate, add, list, show, edit, delete.
 
-use crate::{Scratch, data_dir, run};
+use crate::{Engine, Scratch, data_dir, on_every_engine, run};
 
 #[test]
 fn validate_lists_every_problem_with_its_path_and_exits_with_three() {
@@ -49,9 +49,9 @@ fn validate_accepts_a_good_rule_from_a_file_or_stdin() {
     insta::assert_snapshot!(format!("{}{}", out.snapshot(), stdin.snapshot()));
 }
 
-#[test]
-fn add_list_show_edit_delete() {
-    let s = Scratch::new();
+on_every_engine!(add_list_show_edit_delete);
+fn add_list_show_edit_delete(engine: Engine) {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     for name in ["high_value.json", "invalid.json"] {
         let text = std::fs::read_to_string(data_dir().join(name)).expect("test data");
@@ -85,10 +85,12 @@ fn add_list_show_edit_delete() {
     let in_use = run(s.am().args(["rules", "delete", "1"]));
     assert_eq!(in_use.code, 1);
     insta::assert_snapshot!(
-        [&add, &tier1, &add2, &dup, &invalid, &list, &show, &in_use]
-            .iter()
-            .map(|o| o.snapshot())
-            .collect::<String>()
+        s.neutral(
+            [&add, &tier1, &add2, &dup, &invalid, &list, &show, &in_use]
+                .iter()
+                .map(|o| o.snapshot())
+                .collect::<String>()
+        )
     );
 
     s.write(
@@ -119,8 +121,8 @@ fn add_list_show_edit_delete() {
 }
 
 /// A database with the rule "High value travellers" (#1) and five users.
-fn store_with_one_rule() -> Scratch {
-    let s = Scratch::new();
+fn store_with_one_rule(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     assert_eq!(run(s.am().arg("init")).code, 0);
     let text = std::fs::read_to_string(data_dir().join("high_value.json")).expect("test data");
     s.write("high_value.json", &text);
@@ -135,9 +137,9 @@ fn store_with_one_rule() -> Scratch {
     s
 }
 
-#[test]
-fn validate_and_add_accept_exactly_the_same_files() {
-    let s = store_with_one_rule();
+on_every_engine!(validate_and_add_accept_exactly_the_same_files);
+fn validate_and_add_accept_exactly_the_same_files(engine: Engine) {
+    let s = store_with_one_rule(engine);
     let tier1 = r#"[{"field": "city_tier", "operator": "=", "value": 1}]"#;
     let files = [
         (
@@ -221,9 +223,9 @@ fn validate_and_add_accept_exactly_the_same_files() {
     assert_eq!(v["segment"]["row_count"], 5);
 }
 
-#[test]
-fn add_and_edit_print_each_problem_on_its_own_line_with_the_file() {
-    let s = store_with_one_rule();
+on_every_engine!(add_and_edit_print_each_problem_on_its_own_line_with_the_file);
+fn add_and_edit_print_each_problem_on_its_own_line_with_the_file(engine: Engine) {
+    let s = store_with_one_rule(engine);
     s.write(
         "bad.json",
         r#"{"rule_name": "Bad", "conditions": [{"field": "total_spend", "operator": ">", "value": 0.001},

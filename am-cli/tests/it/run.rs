@@ -1,10 +1,13 @@
 //! `am run`: the result table, failures and the summary line.
 
-use crate::{Scratch, run};
+use am_sql::runs::{RunFilter, RunStatus};
+use sea_query::Table;
+
+use crate::{Engine, Scratch, on_every_engine, run};
 
 /// A database with two rules, "Tier 1" (on `city_tier`) and "Spenders", and a little data.
-fn two_rules() -> Scratch {
-    let s = Scratch::new();
+fn two_rules(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     s.write(
         "tier.json",
         r#"{"rule_name": "Tier 1", "conditions": [{"field": "city_tier", "operator": "=", "value": 1}]}"#,
@@ -33,14 +36,27 @@ fn two_rules() -> Scratch {
     s
 }
 
-#[test]
-fn a_failed_rule_is_one_short_line_and_not_counted_as_refreshed() {
-    let s = two_rules();
+/// Whether `error` is the engine's report of the column the test renamed away.
+fn names_the_missing_column(engine: Engine, error: &str) -> bool {
+    match engine {
+        Engine::Sqlite => error.contains("no such column: users.city_tier"),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => error.contains("city_tier") && error.contains("does not exist"),
+    }
+}
+
+on_every_engine!(a_failed_rule_is_one_short_line_and_not_counted_as_refreshed);
+fn a_failed_rule_is_one_short_line_and_not_counted_as_refreshed(engine: Engine) {
+    let s = two_rules(engine);
     // Someone else's migration renames a column the rule reads.
-    rusqlite::Connection::open(s.path("audience.db"))
-        .expect("open")
-        .execute_batch("ALTER TABLE users RENAME COLUMN city_tier TO tier")
-        .expect("rename");
+    let mut conn = s.store().connection().expect("connection");
+    let rename = Table::alter()
+        .table("users")
+        .rename_column("city_tier", "tier")
+        .to_owned();
+    let sql = conn.dialect().table(&rename);
+    conn.batch(&sql).expect("rename");
+    drop(conn);
     let out = run(s
         .am()
         .args(["run", "--all", "--as-of", "2025-06-30 12:00:00"]));
@@ -48,24 +64,46 @@ fn a_failed_rule_is_one_short_line_and_not_counted_as_refreshed() {
     for line in out.stdout.lines().chain(out.stderr.lines()) {
         assert!(line.chars().count() <= 240, "long line: {line}");
     }
-    insta::assert_snapshot!(out.snapshot());
+    match engine {
+        // The whole output; the engine's own words for the error differ.
+        Engine::Sqlite => insta::assert_snapshot!(out.snapshot()),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => {
+            let error_line = out.stdout.lines().find(|l| l.starts_with("#1 Tier 1: "));
+            assert!(
+                error_line.is_some_and(|l| names_the_missing_column(engine, l)),
+                "{}",
+                out.stdout
+            );
+            assert!(
+                crate::redact(&out.stdout)
+                    .contains("\nrefreshed 1 of 2 segments as of [time] UTC; 1 failed\n"),
+                "{}",
+                out.stdout
+            );
+            assert_eq!(out.stderr, "am: 1 of 2 rules did not refresh\n");
+        }
+    }
 
     // The run history keeps the same short error.
-    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
-    let error: String = conn
-        .query_row(
-            "SELECT error FROM refresh_runs WHERE status = 'failed'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("a failed run");
+    let failed = s
+        .store()
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        })
+        .expect("runs");
+    let [failed] = failed.as_slice() else {
+        panic!("one failed run: {failed:?}");
+    };
+    let error = failed.error.as_deref().expect("an error");
     assert!(error.chars().count() <= 240, "{error}");
-    assert!(error.contains("no such column"), "{error}");
+    assert!(names_the_missing_column(engine, error), "{error}");
 }
 
-#[test]
-fn json_as_of_is_utc_with_a_z() {
-    let s = two_rules();
+on_every_engine!(json_as_of_is_utc_with_a_z);
+fn json_as_of_is_utc_with_a_z(engine: Engine) {
+    let s = two_rules(engine);
     let out = run(s
         .am()
         .args(["--json", "run", "--all", "--as-of", "2025-06-30 12:00:00"]));

@@ -5,11 +5,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Scratch, run};
+use crate::{Engine, Scratch, on_every_engine, run};
 
 /// A database with enough data and rules that `am run --all` takes a few seconds.
-fn busy_database() -> Scratch {
-    let s = Scratch::new();
+fn busy_database(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     for args in [
         vec!["init"],
         vec![
@@ -47,6 +47,7 @@ fn spawn_am(s: &Scratch, args: &[&str]) -> Child {
         .env_remove("AM_DB")
         .env_remove("AM_API_TOKEN")
         .env("RUST_LOG", "off")
+        .args(s.db_args())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -84,9 +85,9 @@ fn stopped_mid_run(s: &Scratch) -> Child {
     panic!("no run ever started");
 }
 
-#[test]
-fn a_server_started_during_a_run_leaves_it_alone() {
-    let s = busy_database();
+on_every_engine!(a_server_started_during_a_run_leaves_it_alone);
+fn a_server_started_during_a_run_leaves_it_alone(engine: Engine) {
+    let s = busy_database(engine);
     let mut refresh = stopped_mid_run(&s);
     // The server fails abandoned runs at start: this one's process is alive, only stopped.
     let mut server = spawn_am(&s, &["serve", "--addr", "127.0.0.1:0"]);
@@ -112,9 +113,9 @@ fn a_server_started_during_a_run_leaves_it_alone() {
     assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
 }
 
-#[test]
-fn a_run_killed_with_its_process_reads_as_failed() {
-    let s = busy_database();
+on_every_engine!(a_run_killed_with_its_process_reads_as_failed);
+fn a_run_killed_with_its_process_reads_as_failed(engine: Engine) {
+    let s = busy_database(engine);
     let mut refresh = stopped_mid_run(&s);
     let pid = refresh.id();
     signal(&refresh, "KILL");
@@ -152,6 +153,7 @@ fn a_run_killed_with_its_process_reads_as_failed() {
     assert_eq!(out.stderr, "am: no run #999999 (see `am runs list`)\n");
 }
 
+// SQLite only: watches the WAL file grow and reads SQLite's own catalog of triggers.
 #[test]
 fn a_generate_killed_midway_leaves_the_data_and_change_tracking_as_they_were() {
     let s = Scratch::new();

@@ -1,4 +1,4 @@
-//! Help, init and the global flags.
+//! Help, init and the global flags. Help uses no database.
 
 use crate::{Scratch, run};
 
@@ -42,6 +42,8 @@ fn every_command_has_help() {
     insta::assert_snapshot!(run(s.am().args(["rules", "--help"])).snapshot());
 }
 
+// SQLite only, as the next: about the file `init` creates and the names of files (a server's
+// database exists before `init`, which then reports it up to date).
 #[test]
 fn init_creates_then_is_safe_to_run_again() {
     let s = Scratch::new();

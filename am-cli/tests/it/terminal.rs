@@ -1,13 +1,33 @@
 //! Names and other text from users reach the terminal escaped: no control or bidirectional
 //! character is printed raw, and `--json` stays valid JSON with the exact text.
 
-use crate::{Scratch, run};
+use sea_query::{Expr, ExprTrait, Query};
+
+use crate::{Engine, Scratch, on_every_engine, run};
 
 /// A name as an API client could store it: NUL, BEL, a title-setting and a screen-clearing
 /// escape sequence, a right-to-left override, an isolate, DEL, a C1 control, a line break
 /// that would forge a row, a tab and a carriage return.
 const NASTY: &str =
     "Evil\0\u{7}\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}exe.txt\u{2066}\u{7f}\u{85}\nfake row\ttab\r";
+
+/// [`NASTY`] as the engine can store it: PostgreSQL text cannot hold NUL.
+fn nasty(engine: Engine) -> String {
+    match engine {
+        Engine::Sqlite => NASTY.to_string(),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => NASTY.replace('\0', ""),
+    }
+}
+
+/// The start of [`nasty`] as `am` shows it, escaped.
+fn shown(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => r"Evil\u{0}\u{7}\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}exe.txt",
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => r"Evil\u{7}\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}exe.txt",
+    }
+}
 
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\n')
@@ -18,9 +38,10 @@ fn is_unsafe(c: char) -> bool {
 }
 
 /// Two rules whose names, descriptions, segment names, members and a condition value carry
-/// [`NASTY`], written straight into the store as an old or careless writer could.
-fn nasty_store() -> Scratch {
-    let s = Scratch::new();
+/// [`nasty`], written straight into the store as an old or careless writer could.
+fn nasty_store(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
+    let nasty = nasty(engine);
     s.write(
         "tier.json",
         r#"{"rule_name": "Tier 1", "conditions": [{"field": "city_tier", "operator": "=", "value": 1}]}"#,
@@ -46,28 +67,49 @@ fn nasty_store() -> Scratch {
         let out = run(s.am().args(&args));
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
     }
-    let conn = rusqlite::Connection::open(s.path("audience.db")).expect("open");
+    let mut conn = s.store().connection().expect("connection");
     let conditions = serde_json::json!([
         {"field": "city_tier", "operator": "=", "value": 1},
-        {"field": "name", "operator": "!=", "value": NASTY},
+        {"field": "name", "operator": "!=", "value": nasty},
     ])
     .to_string();
-    conn.execute(
-        "UPDATE rule_table SET rule_name = ?1 || id, description = ?1, \
-         conditions = CASE id WHEN 1 THEN ?2 ELSE conditions END",
-        rusqlite::params![NASTY, conditions],
-    )
-    .expect("rename rules");
-    conn.execute(
-        "UPDATE users SET name = ?1 || user_id, email = ?1 || '@example.com'",
-        [NASTY],
-    )
-    .expect("rename users");
+    for id in [1, 2] {
+        let mut update = Query::update();
+        update
+            .table("rule_table")
+            .values([
+                ("rule_name", Expr::val(format!("{nasty}{id}"))),
+                ("description", Expr::val(nasty.as_str())),
+            ])
+            .and_where(Expr::col("id").eq(id));
+        if id == 1 {
+            update.value("conditions", conditions.as_str());
+        }
+        assert_eq!(conn.exec(&update).expect("rename rules"), 1);
+    }
+    let users = Query::select().column("user_id").from("users").to_owned();
+    let ids = conn.rows(&users).expect("read users");
+    assert_eq!(ids.len(), 50);
+    for row in ids {
+        let id = row.i64(0).expect("a user id");
+        let update = Query::update()
+            .table("users")
+            .values([
+                ("name", Expr::val(format!("{nasty}{id}"))),
+                ("email", Expr::val(format!("{nasty}@example.com"))),
+            ])
+            .and_where(Expr::col("user_id").eq(id))
+            .to_owned();
+        conn.exec(&update).expect("rename users");
+    }
     let out = run(s.am().args(["run", "--all"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_clean("run --all", &out);
-    conn.execute("UPDATE segment_catalog SET description = ?1", [NASTY])
-        .expect("describe segments");
+    let describe = Query::update()
+        .table("segment_catalog")
+        .value("description", nasty.as_str())
+        .to_owned();
+    conn.exec(&describe).expect("describe segments");
     s
 }
 
@@ -81,9 +123,9 @@ fn assert_clean(what: &str, out: &crate::Outcome) {
     }
 }
 
-#[test]
-fn tables_and_messages_escape_control_and_bidi_characters() {
-    let s = nasty_store();
+on_every_engine!(tables_and_messages_escape_control_and_bidi_characters);
+fn tables_and_messages_escape_control_and_bidi_characters(engine: Engine) {
+    let s = nasty_store(engine);
     let printing_names: &[&[&str]] = &[
         &["rules", "list"],
         &["rules", "show", "1"],
@@ -101,8 +143,7 @@ fn tables_and_messages_escape_control_and_bidi_characters() {
         assert_eq!(out.code, 0, "{what}: {}", out.stderr);
         assert_clean(&what, &out);
         assert!(
-            out.stdout
-                .contains(r"Evil\u{0}\u{7}\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}exe.txt"),
+            out.stdout.contains(shown(engine)),
             "am {what} does not show the name escaped:\n{}",
             out.stdout
         );
@@ -131,9 +172,9 @@ fn tables_and_messages_escape_control_and_bidi_characters() {
     assert_clean("segments export -o", &export);
 }
 
-#[test]
-fn json_output_stays_valid_with_the_exact_text() {
-    let s = nasty_store();
+on_every_engine!(json_output_stays_valid_with_the_exact_text);
+fn json_output_stays_valid_with_the_exact_text(engine: Engine) {
+    let s = nasty_store(engine);
     for args in [
         &["--json", "rules", "list"][..],
         &["--json", "rules", "show", "1"],
@@ -148,7 +189,7 @@ fn json_output_stays_valid_with_the_exact_text() {
         let value: serde_json::Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("am {what} is not JSON ({e}):\n{}", out.stdout));
         let text = value.to_string();
-        let exact = serde_json::to_string(NASTY).expect("json");
+        let exact = serde_json::to_string(&nasty(engine)).expect("json");
         assert!(
             text.contains(exact.trim_matches('"')),
             "am {what} lost the text:\n{text}"

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, assert_error, rule};
+use crate::support::{Engine, TestServer, assert_error, on_every_engine, rule};
 
 async fn raw_post(
     s: &TestServer,
@@ -20,9 +20,9 @@ async fn raw_post(
     (status, resp.json().await.expect("JSON error body"))
 }
 
-#[tokio::test]
-async fn malformed_oversize_and_untyped_bodies() {
-    let s = TestServer::start_with(|c| c.body_limit = 4096, 50, 200).await;
+on_every_engine!(malformed_oversize_and_untyped_bodies);
+async fn malformed_oversize_and_untyped_bodies(engine: Engine) {
+    let s = TestServer::start_with(engine, |c| c.body_limit = 4096, 50, 200).await;
     let (status, body) = raw_post(
         &s,
         "/api/rules",
@@ -92,9 +92,9 @@ async fn malformed_oversize_and_untyped_bodies() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_ids_paths_and_methods() {
-    let s = TestServer::start_with(|_| {}, 50, 200).await;
+on_every_engine!(unknown_ids_paths_and_methods);
+async fn unknown_ids_paths_and_methods(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 50, 200).await;
     for path in [
         "/api/rules/9999",
         "/api/segments/9999",
@@ -127,9 +127,9 @@ async fn unknown_ids_paths_and_methods() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn meta_endpoints() {
-    let s = TestServer::start_with(|_| {}, 40, 400).await;
+on_every_engine!(meta_endpoints);
+async fn meta_endpoints(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 40, 400).await;
     let (status, health) = s.get_json("/api/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health, json!({"status": "ok"}));

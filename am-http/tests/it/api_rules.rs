@@ -1,13 +1,15 @@
 //! Rules: the seed's shapes, validation with paths, conflicts, cycles, injection strings.
 
+use am_sql::render::USERS;
 use reqwest::{Method, StatusCode};
+use sea_query::Query;
 use serde_json::json;
 
-use crate::support::{TestServer, assert_error, rule};
+use crate::support::{Engine, TestServer, assert_error, conn, on_every_engine, rule};
 
-#[tokio::test]
-async fn rule_crud_keeps_the_seed_shapes() {
-    let s = TestServer::start().await;
+on_every_engine!(rule_crud_keeps_the_seed_shapes);
+async fn rule_crud_keeps_the_seed_shapes(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let (status, created) = s.post_json("/api/rules", &rule("High value")).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(created["message"], "Rule created successfully");
@@ -52,9 +54,9 @@ async fn rule_crud_keeps_the_seed_shapes() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn rule_list_paginates_and_validates_its_parameters() {
-    let s = TestServer::start().await;
+on_every_engine!(rule_list_paginates_and_validates_its_parameters);
+async fn rule_list_paginates_and_validates_its_parameters(engine: Engine) {
+    let s = TestServer::start(engine).await;
     for i in 0..5 {
         s.create_rule(&rule(&format!("rule {i}"))).await;
     }
@@ -86,9 +88,9 @@ async fn rule_list_paginates_and_validates_its_parameters() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn invalid_rules_are_422_with_paths() {
-    let s = TestServer::start().await;
+on_every_engine!(invalid_rules_are_422_with_paths);
+async fn invalid_rules_are_422_with_paths(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let mut bad = rule("bad");
     bad["conditions"] = json!([
         {"field": "total_spend", "operator": ">", "value": "lots"},
@@ -150,9 +152,9 @@ async fn invalid_rules_are_422_with_paths() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn duplicate_names_conflict_and_dependants_block_delete() {
-    let s = TestServer::start().await;
+on_every_engine!(duplicate_names_conflict_and_dependants_block_delete);
+async fn duplicate_names_conflict_and_dependants_block_delete(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let a = s.create_rule(&rule("A")).await;
     let (status, body) = s.post_json("/api/rules", &rule("A")).await;
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
@@ -198,19 +200,24 @@ async fn duplicate_names_conflict_and_dependants_block_delete() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn injection_strings_are_stored_and_matched_literally() {
-    let s = TestServer::start().await;
+on_every_engine!(injection_strings_are_stored_and_matched_literally);
+async fn injection_strings_are_stored_and_matched_literally(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let evil_name = "x'); DROP TABLE users; --";
     let evil_value = "Robert'); DROP TABLE users;--\"";
-    {
-        let conn = s.store.connection().expect("connection");
-        conn.execute(
-            "INSERT INTO users (user_id, name, email, city_tier, created_at) VALUES (?1, ?2, ?3, 1, '2025-01-01 00:00:00')",
-            (9_000_001_i64, evil_value, "bobby@example.com"),
-        )
-        .expect("insert user");
-    }
+    // Written as users' ETL would, values bound.
+    let insert = Query::insert()
+        .into_table(USERS)
+        .columns(["user_id", "name", "email", "city_tier", "created_at"])
+        .values_panic([
+            9_000_001_i64.into(),
+            evil_value.into(),
+            "bobby@example.com".into(),
+            1.into(),
+            "2025-01-01 00:00:00".into(),
+        ])
+        .to_owned();
+    conn(&s.store).exec(&insert).expect("insert user");
     let body = json!({
         "rule_name": evil_name,
         "conditions": [{"field": "name", "operator": "=", "value": evil_value}],
@@ -234,9 +241,9 @@ async fn injection_strings_are_stored_and_matched_literally() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn preview_and_plan_explain_without_saving() {
-    let s = TestServer::start().await;
+on_every_engine!(preview_and_plan_explain_without_saving);
+async fn preview_and_plan_explain_without_saving(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let (status, preview) = s.post_json("/api/rules/preview", &rule("Preview me")).await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert!(
@@ -294,9 +301,9 @@ async fn preview_and_plan_explain_without_saving() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn preview_while_editing_plans_the_candidate_in_place_of_the_saved_rule() {
-    let s = TestServer::start().await;
+on_every_engine!(preview_while_editing_plans_the_candidate_in_place_of_the_saved_rule);
+async fn preview_while_editing_plans_the_candidate_in_place_of_the_saved_rule(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let base = s.create_rule(&rule("Big spenders")).await;
     let mut child = rule("Big tier-1 spenders");
     child["depends_on"] = json!([base]);
@@ -407,9 +414,9 @@ fn pair(path: &str, message: &str) -> (String, String) {
     (path.to_string(), message.to_string())
 }
 
-#[tokio::test]
-async fn unknown_keys_are_422_on_create_update_and_preview() {
-    let s = TestServer::start_with(|_| {}, 40, 200).await;
+on_every_engine!(unknown_keys_are_422_on_create_update_and_preview);
+async fn unknown_keys_are_422_on_create_update_and_preview(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 40, 200).await;
     let id = s.create_rule(&rule("kept")).await;
     let mut typo = rule("typo");
     let conditions = typo.as_object_mut().and_then(|o| o.remove("conditions"));
@@ -451,9 +458,9 @@ async fn unknown_keys_are_422_on_create_update_and_preview() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn every_user_is_written_as_empty_conditions() {
-    let s = TestServer::start_with(|_| {}, 40, 200).await;
+on_every_engine!(every_user_is_written_as_empty_conditions);
+async fn every_user_is_written_as_empty_conditions(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 40, 200).await;
     let required = vec![pair(
         "conditions",
         "is required when depends_on is empty; write \"conditions\": [] to select every user",

@@ -3,11 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{TestServer, rule};
+use crate::support::{Engine, TestServer, count_of_sql, on_every_engine, rule};
 
-#[tokio::test]
-async fn a_triggered_rule_builds_a_segment_with_sample_export_and_lineage() {
-    let s = TestServer::start().await;
+on_every_engine!(a_triggered_rule_builds_a_segment_with_sample_export_and_lineage);
+async fn a_triggered_rule_builds_a_segment_with_sample_export_and_lineage(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let base = s.create_rule(&rule("Spenders")).await;
     let mut tier = rule("Tier-1 spenders");
     tier["depends_on"] = json!([base]);
@@ -60,14 +60,7 @@ async fn a_triggered_rule_builds_a_segment_with_sample_export_and_lineage() {
     let row_count = seg["row_count"].as_i64().expect("row_count");
 
     // The members are exactly what the stored SQL returns.
-    let expected: i64 = {
-        let conn = s.store.connection().expect("connection");
-        let sql = format!(
-            "SELECT count(*) FROM ({})",
-            seg["sql_query"].as_str().unwrap_or("")
-        );
-        conn.query_row(&sql, [], |r| r.get(0)).expect("count")
-    };
+    let expected = count_of_sql(&s.store, seg["sql_query"].as_str().unwrap_or(""));
     assert_eq!(row_count, expected);
 
     let (_, sample) = s

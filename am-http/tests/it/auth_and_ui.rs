@@ -3,11 +3,12 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{TestServer, assert_error, rule};
+use crate::support::{Engine, TestServer, assert_error, on_every_engine, rule};
 
-#[tokio::test]
-async fn a_configured_token_guards_every_api_call() {
-    let s = TestServer::start_with(|c| c.token = Some("s3cret-token".into()), 20, 100).await;
+on_every_engine!(a_configured_token_guards_every_api_call);
+async fn a_configured_token_guards_every_api_call(engine: Engine) {
+    let s =
+        TestServer::start_with(engine, |c| c.token = Some("s3cret-token".into()), 20, 100).await;
     for path in ["/api/health", "/api/rules", "/api/segments", "/api/runs"] {
         let (status, body) = s.get_json(path).await;
         assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -53,9 +54,9 @@ async fn a_configured_token_guards_every_api_call() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn the_ui_is_served_with_spa_fallback() {
-    let s = TestServer::start_with(|_| {}, 10, 50).await;
+on_every_engine!(the_ui_is_served_with_spa_fallback);
+async fn the_ui_is_served_with_spa_fallback(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 10, 50).await;
     for path in [
         "/",
         "/rules",

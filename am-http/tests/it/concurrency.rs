@@ -6,11 +6,14 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{TestServer, rule};
+use crate::support::{Engine, TestServer, count_of_sql, on_every_engine, rule};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_triggers_of_one_rule_share_runs_and_all_succeed() {
-    let s = Arc::new(TestServer::start().await);
+on_every_engine!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    fifty_triggers_of_one_rule_share_runs_and_all_succeed
+);
+async fn fifty_triggers_of_one_rule_share_runs_and_all_succeed(engine: Engine) {
+    let s = Arc::new(TestServer::start(engine).await);
     let id = s.create_rule(&rule("Hot rule")).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -53,14 +56,7 @@ async fn fifty_triggers_of_one_rule_share_runs_and_all_succeed() {
     let (_, view) = s.get_json(&format!("/api/rules/{id}")).await;
     let seg = view["segment_id"].as_i64().expect("segment");
     let (_, seg) = s.get_json(&format!("/api/segments/{seg}")).await;
-    let expected: i64 = {
-        let conn = s.store.connection().expect("connection");
-        let sql = format!(
-            "SELECT count(*) FROM ({})",
-            seg["sql_query"].as_str().unwrap_or("")
-        );
-        conn.query_row(&sql, [], |r| r.get(0)).expect("count")
-    };
+    let expected = count_of_sql(&s.store, seg["sql_query"].as_str().unwrap_or(""));
     assert_eq!(seg["row_count"], expected);
     match Arc::try_unwrap(s) {
         Ok(s) => s.stop().await,
@@ -68,9 +64,12 @@ async fn fifty_triggers_of_one_rule_share_runs_and_all_succeed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_triggers_of_different_rules_and_reads_keep_answering() {
-    let s = Arc::new(TestServer::start_with(|_| {}, 2000, 40_000).await);
+on_every_engine!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    fifty_triggers_of_different_rules_and_reads_keep_answering
+);
+async fn fifty_triggers_of_different_rules_and_reads_keep_answering(engine: Engine) {
+    let s = Arc::new(TestServer::start_with(engine, |_| {}, 2000, 40_000).await);
     let mut ids = Vec::new();
     for i in 0..10 {
         let mut body = rule(&format!("Spend over {}", i * 500));

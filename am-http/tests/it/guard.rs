@@ -5,7 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{RawResponse, TestServer, get_with_host, raw_request, rule};
+use crate::support::{
+    Engine, RawResponse, TestServer, get_with_host, on_every_engine, raw_request, rule,
+};
 
 fn assert_forbidden(r: &RawResponse, what: &str) {
     assert_eq!(r.status, 403, "{what}: {}", r.head);
@@ -19,9 +21,9 @@ fn assert_forbidden(r: &RawResponse, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn a_foreign_host_is_refused_and_the_servers_own_names_are_served() {
-    let s = TestServer::start_with(|_| {}, 20, 100).await;
+on_every_engine!(a_foreign_host_is_refused_and_the_servers_own_names_are_served);
+async fn a_foreign_host_is_refused_and_the_servers_own_names_are_served(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 20, 100).await;
     s.create_rule(&rule("members")).await;
     let port = s.addr.port();
     for host in [
@@ -55,9 +57,10 @@ async fn a_foreign_host_is_refused_and_the_servers_own_names_are_served() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn hosts_the_operator_lists_are_served() {
+on_every_engine!(hosts_the_operator_lists_are_served);
+async fn hosts_the_operator_lists_are_served(engine: Engine) {
     let s = TestServer::start_with(
+        engine,
         |c| c.allowed_hosts = vec!["am.example".into(), "other.example:9443".into()],
         10,
         50,
@@ -73,9 +76,9 @@ async fn hosts_the_operator_lists_are_served() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn all_interfaces_serve_ip_addresses_and_refuse_unlisted_names() {
-    let s = TestServer::start_on("0.0.0.0:0", |_| {}, 10, 50).await;
+on_every_engine!(all_interfaces_serve_ip_addresses_and_refuse_unlisted_names);
+async fn all_interfaces_serve_ip_addresses_and_refuse_unlisted_names(engine: Engine) {
+    let s = TestServer::start_on(engine, "0.0.0.0:0", |_| {}, 10, 50).await;
     let port = s.addr.port();
     for host in [
         format!("127.0.0.1:{port}"),
@@ -105,9 +108,9 @@ async fn run_count(s: &TestServer, rule_id: i64) -> usize {
     runs["items"].as_array().map(Vec::len).unwrap_or(0)
 }
 
-#[tokio::test]
-async fn cross_site_writes_are_refused_and_same_origin_ones_served() {
-    let s = TestServer::start_with(|_| {}, 20, 100).await;
+on_every_engine!(cross_site_writes_are_refused_and_same_origin_ones_served);
+async fn cross_site_writes_are_refused_and_same_origin_ones_served(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 20, 100).await;
     let id = s.create_rule(&rule("target")).await;
     let trigger = format!("/api/rules/{id}/trigger");
     // The request: a "simple" cross-origin POST a form or fetch on any page can send.
@@ -153,9 +156,10 @@ async fn cross_site_writes_are_refused_and_same_origin_ones_served() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn configured_cors_origins_may_write() {
+on_every_engine!(configured_cors_origins_may_write);
+async fn configured_cors_origins_may_write(engine: Engine) {
     let s = TestServer::start_with(
+        engine,
         |c| c.cors_origins = vec!["https://dash.example".into()],
         20,
         100,

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::support::{TestServer, read_response};
+use crate::support::{Engine, TestServer, on_every_engine, read_response};
 
 /// Generous: only a bound, never an expectation of how fast things are.
 const BOUND: Duration = Duration::from_secs(15);
@@ -26,9 +26,15 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-#[tokio::test]
-async fn a_client_trickling_headers_is_closed_at_the_header_deadline() {
-    let s = TestServer::start_with(|c| c.header_timeout = Duration::from_millis(500), 5, 10).await;
+on_every_engine!(a_client_trickling_headers_is_closed_at_the_header_deadline);
+async fn a_client_trickling_headers_is_closed_at_the_header_deadline(engine: Engine) {
+    let s = TestServer::start_with(
+        engine,
+        |c| c.header_timeout = Duration::from_millis(500),
+        5,
+        10,
+    )
+    .await;
     let stream = TcpStream::connect(s.addr).await.expect("connect");
     let (mut read, mut write) = stream.into_split();
     let head = format!("GET /api/health HTTP/1.1\r\nHost: {}\r\nX-Slow: ", s.addr);
@@ -57,9 +63,15 @@ async fn a_client_trickling_headers_is_closed_at_the_header_deadline() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn an_idle_connection_is_closed_at_the_header_deadline() {
-    let s = TestServer::start_with(|c| c.header_timeout = Duration::from_millis(500), 5, 10).await;
+on_every_engine!(an_idle_connection_is_closed_at_the_header_deadline);
+async fn an_idle_connection_is_closed_at_the_header_deadline(engine: Engine) {
+    let s = TestServer::start_with(
+        engine,
+        |c| c.header_timeout = Duration::from_millis(500),
+        5,
+        10,
+    )
+    .await;
     let mut silent = TcpStream::connect(s.addr).await.expect("connect");
     assert!(
         closed_within(&mut silent, BOUND).await,
@@ -77,9 +89,10 @@ async fn an_idle_connection_is_closed_at_the_header_deadline() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn connections_beyond_the_limit_wait_for_a_free_one() {
+on_every_engine!(connections_beyond_the_limit_wait_for_a_free_one);
+async fn connections_beyond_the_limit_wait_for_a_free_one(engine: Engine) {
     let s = TestServer::start_with(
+        engine,
         |c| {
             c.max_connections = 2;
             c.header_timeout = Duration::from_secs(120);
@@ -114,9 +127,15 @@ async fn connections_beyond_the_limit_wait_for_a_free_one() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_body_that_stops_arriving_gets_408() {
-    let s = TestServer::start_with(|c| c.body_timeout = Duration::from_millis(500), 5, 10).await;
+on_every_engine!(a_body_that_stops_arriving_gets_408);
+async fn a_body_that_stops_arriving_gets_408(engine: Engine) {
+    let s = TestServer::start_with(
+        engine,
+        |c| c.body_timeout = Duration::from_millis(500),
+        5,
+        10,
+    )
+    .await;
     let mut stream = TcpStream::connect(s.addr).await.expect("connect");
     let head = format!(
         "POST /api/rules HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"rule",
@@ -138,9 +157,9 @@ fn post_head(s: &TestServer, length: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn a_declared_length_over_the_limit_is_refused_at_once() {
-    let s = TestServer::start().await;
+on_every_engine!(a_declared_length_over_the_limit_is_refused_at_once);
+async fn a_declared_length_over_the_limit_is_refused_at_once(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let mut stream = TcpStream::connect(s.addr).await.expect("connect");
     // 20 MiB declared, three bytes sent: the answer must not wait for the rest.
     let head = post_head(&s, "Content-Length: 20971520\r\n");
@@ -173,9 +192,9 @@ async fn send_all_then_read(s: &TestServer, head: &str, body: &[u8]) -> Result<u
     Ok(response.status)
 }
 
-#[tokio::test]
-async fn a_client_sending_a_whole_oversized_body_reads_the_413() {
-    let s = TestServer::start().await;
+on_every_engine!(a_client_sending_a_whole_oversized_body_reads_the_413);
+async fn a_client_sending_a_whole_oversized_body_reads_the_413(engine: Engine) {
+    let s = TestServer::start(engine).await;
     let body = vec![b' '; 20 * 1024 * 1024];
     let head = post_head(&s, &format!("Content-Length: {}\r\n", body.len()));
     for attempt in 0..5 {

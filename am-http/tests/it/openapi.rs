@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, get_with_host, rule};
+use crate::support::{Engine, TestServer, get_with_host, on_every_engine, rule};
 
 /// Keywords the checker understands; a schema using any other fails the check rather than
 /// passing unchecked.
@@ -348,9 +348,9 @@ fn json_body(v: &Value) -> Body {
     Some(("application/json", v.to_string().into_bytes()))
 }
 
-#[tokio::test]
-async fn real_responses_match_the_document() {
-    let s = TestServer::start_with(|c| c.body_limit = 8192, 200, 2000).await;
+on_every_engine!(real_responses_match_the_document);
+async fn real_responses_match_the_document(engine: Engine) {
+    let s = TestServer::start_with(engine, |c| c.body_limit = 8192, 200, 2000).await;
     let (status, doc) = s.get_json("/api/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
 
@@ -575,7 +575,7 @@ async fn real_responses_match_the_document() {
         content_type: "application/json".into(),
         body: foreign.body,
     });
-    let guarded = TestServer::start_with(|c| c.token = Some("s3cret".into()), 5, 10).await;
+    let guarded = TestServer::start_with(engine, |c| c.token = Some("s3cret".into()), 5, 10).await;
     seen.push(send(&guarded, "GET", "/api/rules", "/api/rules", None).await);
     seen.push(
         send(
@@ -606,9 +606,9 @@ async fn real_responses_match_the_document() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn parameters_state_their_bounds() {
-    let s = TestServer::start_with(|_| {}, 5, 10).await;
+on_every_engine!(parameters_state_their_bounds);
+async fn parameters_state_their_bounds(engine: Engine) {
+    let s = TestServer::start_with(engine, |_| {}, 5, 10).await;
     let (_, doc) = s.get_json("/api/openapi.json").await;
     let param = |path: &str, method: &str, name: &str| -> Value {
         doc["paths"][path][method]["parameters"]

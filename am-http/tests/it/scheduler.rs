@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use am_core::rule::RuleSpec;
-use am_http::Scheduler;
+use am_http::scheduler::Scheduler;
 use am_sql::Store;
 use am_sql::runs::{RunStatus, RunTrigger};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
-use crate::support::{ManualClock, store_with_data};
+use crate::support::{Engine, ManualClock, conn, on_every_engine, store_with_data};
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
@@ -28,12 +28,17 @@ fn spec(name: &str, schedule: Option<&str>, depends_on: Vec<i64>) -> RuleSpec {
     }
 }
 
+/// Read without failing abandoned runs first (as `Store::run` would), so the tests see what
+/// the scheduler itself did.
+fn raw_run(store: &Store, run: i64) -> am_sql::Result<am_sql::runs::Run> {
+    am_sql::runs::get_run(conn(store).as_mut(), run)
+}
+
 async fn wait_idle(store: &Store, run_ids: &[i64]) {
     for _ in 0..3000 {
-        let conn = store.connection().expect("connection");
         let done = run_ids
             .iter()
-            .all(|id| am_sql::runs::get_run(&conn, *id).is_ok_and(|r| !r.status.is_active()));
+            .all(|id| raw_run(store, *id).is_ok_and(|r| !r.status.is_active()));
         if done {
             return;
         }
@@ -43,13 +48,12 @@ async fn wait_idle(store: &Store, run_ids: &[i64]) {
 }
 
 fn status(store: &Store, run: i64) -> RunStatus {
-    let conn = store.connection().expect("connection");
-    am_sql::runs::get_run(&conn, run).expect("run").status
+    raw_run(store, run).expect("run").status
 }
 
-#[tokio::test]
-async fn due_rules_fire_in_dependency_order_and_catch_up_once() {
-    let (_dir, store) = store_with_data(100, 1000);
+on_every_engine!(due_rules_fire_in_dependency_order_and_catch_up_once);
+async fn due_rules_fire_in_dependency_order_and_catch_up_once(engine: Engine) {
+    let (_dir, store) = store_with_data(engine, 100, 1000);
     // The dependant gets the lower id: order must come from dependencies, not ids.
     let child = store
         .create_rule(&spec("child", Some("0 0 * * *"), vec![]))
@@ -125,9 +129,8 @@ async fn due_rules_fire_in_dependency_order_and_catch_up_once() {
     wait_idle(&store, &runs).await;
     restarted.shutdown().await;
 
-    let conn = store.connection().expect("connection");
     let scheduled = am_sql::runs::list_runs(
-        &conn,
+        conn(&store).as_mut(),
         &am_sql::runs::RunFilter {
             rule_id: Some(parent),
             status: None,
@@ -141,24 +144,22 @@ async fn due_rules_fire_in_dependency_order_and_catch_up_once() {
     assert_eq!(scheduled, 3, "one run per tick that found the rule due");
 }
 
-#[tokio::test]
-async fn triggers_join_the_active_run_and_crashes_leave_no_active_runs() {
-    let (_dir, store) = store_with_data(100, 1000);
+on_every_engine!(triggers_join_the_active_run_and_crashes_leave_no_active_runs);
+async fn triggers_join_the_active_run_and_crashes_leave_no_active_runs(engine: Engine) {
+    let (_dir, store) = store_with_data(engine, 100, 1000);
     let id = store.create_rule(&spec("r", None, vec![])).expect("rule");
 
     // A run left running by a crashed process.
     let stale = {
-        let conn = store.connection().expect("connection");
-        let run = am_sql::runs::create_run(&conn, id, RunTrigger::Api).expect("run");
-        am_sql::runs::mark_running(&conn, run, at(2025, 1, 1, 0, 0).naive_utc()).expect("running");
-        // Owned by a process that is gone: no lock file holds its token.
-        conn.execute(
-            "UPDATE refresh_runs SET owner = '1.dead' WHERE id = ?1",
-            [run],
-        )
-        .expect("owner");
+        let mut conn = conn(&store);
+        // Owned by a process that is gone: no live process holds its token.
+        let run = am_sql::runs::create_run(conn.as_mut(), id, RunTrigger::Api, Some("1.dead"))
+            .expect("run");
+        am_sql::runs::mark_running(conn.as_mut(), run, at(2025, 1, 1, 0, 0).naive_utc())
+            .expect("running");
         run
     };
+    assert_eq!(status(&store, stale), RunStatus::Running);
     let clock = ManualClock::new(at(2025, 3, 1, 0, 0));
     let scheduler = Scheduler::start(store.clone(), clock).await.expect("start");
     assert_eq!(
@@ -199,7 +200,10 @@ async fn triggers_join_the_active_run_and_crashes_leave_no_active_runs() {
     scheduler.shutdown().await;
     let refused = scheduler.trigger(id, RunTrigger::Manual).await;
     assert!(
-        matches!(refused, Err(am_http::SchedulerError::ShuttingDown)),
+        matches!(
+            refused,
+            Err(am_http::scheduler::SchedulerError::ShuttingDown)
+        ),
         "{refused:?}"
     );
 }

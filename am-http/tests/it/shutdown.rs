@@ -10,12 +10,15 @@ use am_core::rule::RuleSpec;
 use am_sql::Store;
 use am_sql::catalog::{Segment, segment_table_name};
 use am_sql::refresh::{RefreshRequest, RefreshTargets};
+use am_sql::render::{CREDIT_CARD, UPI, USER_ID};
 use am_sql::runs::{ABANDONED, Run, RunStatus, RunTrigger};
+use am_sql::schema::REFRESH_RUNS;
 use reqwest::{Client, StatusCode};
+use sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::support::store_with_data;
+use crate::support::{Engine, conn, on_every_engine, store_with_data, users_of_sql};
 
 /// The longest any wait in this test may take; only a bound, never an expectation.
 const BOUND: Duration = Duration::from_secs(30);
@@ -29,24 +32,30 @@ fn spec(name: &str, conditions: Value) -> RuleSpec {
 }
 
 fn members(store: &Store, rule_id: i64) -> BTreeSet<i64> {
-    let conn = store.connection().expect("connection");
-    let sql = format!("SELECT user_id FROM {}", segment_table_name(rule_id));
-    let mut stmt = conn.prepare(&sql).expect("prepare members");
-    stmt.query_map([], |r| r.get(0))
-        .expect("query members")
-        .collect::<Result<_, _>>()
+    let q = Query::select()
+        .column(USER_ID)
+        .from(Alias::new(segment_table_name(rule_id)))
+        .to_owned();
+    conn(store)
+        .rows(&q)
         .expect("read members")
+        .iter()
+        .map(|r| r.i64(0).expect("a user id"))
+        .collect()
 }
 
 /// The users a segment's stored SQL selects over the current data.
 fn selected_by(store: &Store, segment: &Segment) -> BTreeSet<i64> {
-    let conn = store.connection().expect("connection");
-    let sql = format!("SELECT user_id FROM ({})", segment.sql_query);
-    let mut stmt = conn.prepare(&sql).expect("prepare segment SQL");
-    stmt.query_map([], |r| r.get(0))
-        .expect("query segment SQL")
-        .collect::<Result<_, _>>()
-        .expect("read segment SQL")
+    users_of_sql(store, &segment.sql_query)
+}
+
+/// How many runs match `filter` (every run without one), counted in the database.
+fn runs_where(store: &Store, filter: Option<sea_query::Expr>) -> i64 {
+    let mut q = Query::select().column("id").from(REFRESH_RUNS).to_owned();
+    if let Some(filter) = filter {
+        q.and_where(filter);
+    }
+    conn(store).count(&q).expect("count runs")
 }
 
 fn segment(store: &Store, rule_id: i64) -> Segment {
@@ -61,9 +70,7 @@ fn run(store: &Store, run_id: i64) -> Run {
 }
 
 fn run_count(store: &Store) -> i64 {
-    let conn = store.connection().expect("connection");
-    conn.query_row("SELECT count(*) FROM refresh_runs", [], |r| r.get(0))
-        .expect("count runs")
+    runs_where(store, None)
 }
 
 /// A rule's state before the shutdown: its segment as built by the first refresh, and the
@@ -149,9 +156,12 @@ async fn trigger(client: &Client, base: &str, rule_id: i64) -> i64 {
     body["run_id"].as_i64().expect("run_id")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shutdown_finishes_or_abandons_runs_whole_and_exits() {
-    let (_dir, store) = store_with_data(3000, 60_000);
+on_every_engine!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    shutdown_finishes_or_abandons_runs_whole_and_exits
+);
+async fn shutdown_finishes_or_abandons_runs_whole_and_exits(engine: Engine) {
+    let (_dir, store) = store_with_data(engine, 3000, 60_000);
     // Two rules on different fields, so neither is computed from the other's segment.
     let big = store
         .create_rule(&spec(
@@ -174,14 +184,13 @@ async fn shutdown_finishes_or_abandons_runs_whole_and_exits() {
     assert!(first.succeeded(), "{first:?}");
 
     // Change the data so the next refresh gives different members.
-    store
-        .connection()
-        .expect("connection")
-        .execute_batch(
-            "DELETE FROM credit_card_transactions WHERE user_id % 2 = 0;
-             DELETE FROM upi_transactions WHERE user_id % 2 = 0;",
-        )
-        .expect("change data");
+    for table in [CREDIT_CARD, UPI] {
+        let delete = Query::delete()
+            .from_table(table)
+            .and_where(Expr::col(USER_ID).modulo(2).eq(0))
+            .to_owned();
+        conn(&store).exec(&delete).expect("change data");
+    }
     let before: Vec<Before> = [big, busy]
         .into_iter()
         .map(|rule_id| {
@@ -248,15 +257,10 @@ async fn shutdown_finishes_or_abandons_runs_whole_and_exits() {
     for (before, run_id) in before.iter().zip(run_ids) {
         assert_whole(&store, before, run_id);
     }
-    let active: i64 = store
-        .connection()
-        .expect("connection")
-        .query_row(
-            "SELECT count(*) FROM refresh_runs WHERE status IN ('queued', 'running')",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count active runs");
+    let active = runs_where(
+        &store,
+        Some(Expr::col("status").is_in(["queued", "running"])),
+    );
     assert_eq!(active, 0, "no run left queued or running");
 
     // The port is closed: a new trigger cannot reach the server, and no run was created.

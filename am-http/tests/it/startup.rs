@@ -1,21 +1,26 @@
 //! What `Server::start` refuses before anything is announced.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use am_http::{ServeError, Server, ServerConfig, SystemClock};
+use am_sql::Store;
 
-use crate::support::store_with_data;
+use crate::support::{Engine, conn, store_with_data};
 
-/// Marks a database read-only for SQLite itself: a file-format write version above 2 (byte
-/// 18 of the header) makes every connection read-only. Tests may run as root, where file
-/// permissions do not stop writes; this does.
-pub fn make_read_only(path: &Path) {
-    let conn = rusqlite::Connection::open(path).expect("open");
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+/// Marks a SQLite database read-only for SQLite itself: a file-format write version above 2
+/// (byte 18 of the header) makes every connection read-only. Tests may run as root, where
+/// file permissions do not stop writes; this does.
+pub fn make_read_only(store: &Store) {
+    // Fold the WAL into the file first, so the header written is the one read.
+    conn(store)
+        .query_sql(
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            sea_query::Values(Vec::new()),
+            &mut |_| Ok(()),
+        )
         .expect("checkpoint");
-    drop(conn);
+    let path = store.path().expect("a SQLite file");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -24,10 +29,11 @@ pub fn make_read_only(path: &Path) {
     file.write_all(&[3]).expect("write header");
 }
 
+// SQLite only: a file SQLite itself marks read-only.
 #[tokio::test]
 async fn a_read_only_database_is_refused_before_serving() {
-    let (_dir, store) = store_with_data(10, 50);
-    make_read_only(store.path());
+    let (_dir, store) = store_with_data(Engine::Sqlite, 10, 50);
+    make_read_only(&store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,19 +1,62 @@
-//! A server on 127.0.0.1:0 over a temporary database with generated data.
+//! A server on 127.0.0.1:0 over a new database with generated data, on any engine.
+//!
+//! Tests written once for every engine are `async fn name(engine: Engine)` followed by
+//! `on_every_engine!(name);`, which makes the tests `name::sqlite` and, when the crate is
+//! built with the `postgres` feature, `name::postgres`.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use am_http::{Clock, ServerConfig};
 use am_sql::Store;
-use am_sql::datagen::{GenerateOptions, generate};
+use am_sql::conn::Conn;
+use am_sql::datagen::GenerateOptions;
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::{Client, Response, StatusCode};
+use sea_query::Values;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The engine a test's database is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A file in the test's temporary directory.
+    Sqlite,
+    /// A new database on the test server (see `crate::postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+/// `name::sqlite` and (with the `postgres` feature) `name::postgres`, each calling
+/// `name(engine)`; `#[tokio::test]` unless another test attribute is given first.
+macro_rules! on_every_engine {
+    ($name:ident) => {
+        $crate::support::on_every_engine!(
+            #[tokio::test]
+            $name
+        );
+    };
+    (#[$test:meta] $name:ident) => {
+        mod $name {
+            #[$test]
+            async fn sqlite() {
+                super::$name($crate::support::Engine::Sqlite).await
+            }
+
+            #[cfg(feature = "postgres")]
+            #[$test]
+            async fn postgres() {
+                super::$name($crate::support::Engine::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use on_every_engine;
 
 /// A clock tests move by hand.
 pub struct ManualClock(Mutex<DateTime<Utc>>);
@@ -34,19 +77,73 @@ impl Clock for ManualClock {
     }
 }
 
-/// A temporary database with `users` users and `transactions` transactions.
-pub fn store_with_data(users: u64, transactions: u64) -> (tempfile::TempDir, Store) {
+/// A new, empty database on `engine`, with the directory that must outlive it.
+pub fn new_store(engine: Engine) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("test.db")).expect("open store");
-    let mut conn = store.connection().expect("connection");
-    let end = NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
-    generate(
-        &mut conn,
-        &GenerateOptions::new(users, transactions, end),
-        &am_sql::NoProgress,
-    )
-    .expect("generate data");
+    let store = match engine {
+        Engine::Sqlite => Store::open(dir.path().join("test.db")),
+        #[cfg(feature = "postgres")]
+        Engine::Postgres => Store::open(crate::postgres::postgres_location()),
+    }
+    .expect("open store");
     (dir, store)
+}
+
+/// A new database on `engine` with `users` users and `transactions` transactions.
+pub fn store_with_data(
+    engine: Engine,
+    users: u64,
+    transactions: u64,
+) -> (tempfile::TempDir, Store) {
+    let (dir, store) = new_store(engine);
+    let end = NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
+    store
+        .generate(
+            &GenerateOptions::new(users, transactions, end),
+            &am_sql::NoProgress,
+        )
+        .expect("generate data");
+    (dir, store)
+}
+
+/// A connection of the test's own, writing as users' ETL would.
+pub fn conn(store: &Store) -> Box<dyn Conn> {
+    store.connection().expect("connection")
+}
+
+/// Runs a query given as SQL text (a segment's stored `sql_query`, ours), calling `each` for
+/// every row.
+fn query_text(store: &Store, sql: &str, each: &mut dyn FnMut(am_sql::conn::Row)) {
+    conn(store)
+        .query_sql(sql, Values(Vec::new()), &mut |row| {
+            each(row);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// How many rows a stored segment SQL returns over the current data.
+pub fn count_of_sql(store: &Store, sql: &str) -> i64 {
+    let mut count = None;
+    query_text(
+        store,
+        &format!("SELECT count(*) FROM ({sql}) AS counted"),
+        &mut |row| count = Some(row.i64(0).expect("a count")),
+    );
+    count.expect("a count row")
+}
+
+/// The users a stored segment SQL selects over the current data.
+pub fn users_of_sql(store: &Store, sql: &str) -> BTreeSet<i64> {
+    let mut users = BTreeSet::new();
+    query_text(
+        store,
+        &format!("SELECT user_id FROM ({sql}) AS selected"),
+        &mut |row| {
+            users.insert(row.i64(0).expect("a user id"));
+        },
+    );
+    users
 }
 
 pub struct TestServer {
@@ -61,26 +158,28 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::start_with(|_| {}, 300, 3000).await
+    pub async fn start(engine: Engine) -> TestServer {
+        TestServer::start_with(engine, |_| {}, 300, 3000).await
     }
 
     pub async fn start_with(
+        engine: Engine,
         configure: impl FnOnce(&mut ServerConfig),
         users: u64,
         transactions: u64,
     ) -> TestServer {
-        TestServer::start_on("127.0.0.1:0", configure, users, transactions).await
+        TestServer::start_on(engine, "127.0.0.1:0", configure, users, transactions).await
     }
 
     /// A server listening on `bind` (`0.0.0.0:0` for all interfaces).
     pub async fn start_on(
+        engine: Engine,
         bind: &str,
         configure: impl FnOnce(&mut ServerConfig),
         users: u64,
         transactions: u64,
     ) -> TestServer {
-        let (dir, store) = store_with_data(users, transactions);
+        let (dir, store) = store_with_data(engine, users, transactions);
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         let bound = listener.local_addr().expect("addr");
         let addr = SocketAddr::from(([127, 0, 0, 1], bound.port()));
