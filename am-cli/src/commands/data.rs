@@ -18,7 +18,8 @@ use crate::progress::Bars;
 /// Opens the database for loading data, creating it when missing: loading data is a natural
 /// first step on a new database.
 pub fn open_for_data(ctx: &Context) -> anyhow::Result<Store> {
-    Store::open(&ctx.db).with_context(|| format!("cannot open database {}", ctx.db.display()))
+    let location = ctx.location();
+    Store::open(location.clone()).with_context(|| format!("cannot open database {location}"))
 }
 
 pub fn generate(ctx: &Context, args: &GenerateArgs) -> anyhow::Result<()> {

@@ -36,8 +36,9 @@ fn rule_names(rules: &[Json]) -> Vec<&str> {
 pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let rules = demo_rules()?;
-    let store = Store::open(&ctx.db)
-        .with_context(|| format!("cannot open database {}", ctx.db.display()))?;
+    let location = ctx.location();
+    let store = Store::open(location.clone())
+        .with_context(|| format!("cannot open database {location}"))?;
     let replace = clear_previous_demo(ctx, &store, &rules)?;
     let say = |line: String| -> anyhow::Result<()> {
         if ctx.json {
@@ -51,7 +52,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
         "Generating {} and {} into {} ...",
         output::plural(args.users as i64, "user"),
         output::plural(args.transactions as i64, "transaction"),
-        ctx.db.display()
+        ctx.location()
     ))?;
     let options = GenerateOptions {
         users: args.users,
@@ -89,7 +90,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<()> {
     if ctx.json {
         let refresh = super::run::report_json(&report)?;
         return output::json(&serde_json::json!({
-            "database": ctx.db,
+            "database": ctx.location().to_string(),
             "generated": {
                 "users": generated.users,
                 "credit_card_transactions": generated.credit_card_transactions,
@@ -187,7 +188,7 @@ fn clear_previous_demo(ctx: &Context, store: &Store, demo: &[Json]) -> anyhow::R
     if !all_demo {
         anyhow::bail!(
             "{} already holds other data ({}, {}); run the demo in its own database: am --db demo.db demo",
-            ctx.db.display(),
+            ctx.location(),
             output::plural(existing.len() as i64, "rule"),
             output::plural(users, "user")
         );

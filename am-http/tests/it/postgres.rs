@@ -4,5 +4,5 @@
 /// A `postgres://` URI of a new, empty database for one test: every call names a database
 /// of its own, so tests running at once never see each other's rules or data.
 pub fn postgres_location() -> String {
-    panic!("PostgreSQL test server not wired yet")
+    am_testkit::postgres::server().fresh_database()
 }

@@ -197,8 +197,9 @@ impl Dialect {
         }
     }
 
-    /// Prepares a bulk load inside its transaction: SQLite drops the per-row change-tracking
-    /// triggers (the load bumps the version once) and grows its page cache.
+    /// Prepares a bulk load inside its transaction, which bumps the data version once at its
+    /// end: SQLite drops the per-row change-tracking triggers and grows its page cache;
+    /// PostgreSQL tells its triggers, for this transaction only, that the load counts itself.
     pub fn bulk_load_begin(self, conn: &mut dyn Conn) -> Result<()> {
         match self {
             Dialect::Sqlite => {
@@ -206,7 +207,7 @@ impl Dialect {
                 conn.batch("PRAGMA cache_size = -262144")
             }
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => Ok(()),
+            Dialect::Postgres => conn.batch("SET LOCAL am.bulk_load = 'on'"),
         }
     }
 

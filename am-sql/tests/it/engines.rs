@@ -25,7 +25,7 @@ pub enum Engine {
 /// Where a fresh, empty PostgreSQL database for one test is: a `postgres://` URI.
 #[cfg(feature = "postgres")]
 pub fn postgres_location() -> String {
-    panic!("PostgreSQL test server not wired yet")
+    am_testkit::postgres::server().fresh_database()
 }
 
 /// A fresh database of one engine, with a connection to it.

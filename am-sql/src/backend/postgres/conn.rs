@@ -5,6 +5,10 @@
 //! bound by what the server inferred: each statement is prepared first, and every sea-query
 //! value is converted to the Rust type of its parameter's type (an integer to `int4` or
 //! `int8` or `numeric`, text to `timestamp`, ...), or refused with a clear error.
+//!
+//! The driver blocks on a runtime of its own, which tokio forbids on a thread that drives
+//! async tasks. So a call made there (a service calling the store from an `async fn`) runs on
+//! a short-lived thread of its own; rows and bulk-load data cross over through a channel.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -94,7 +98,7 @@ impl Drop for PgConn {
     fn drop(&mut self) {
         // A connection goes back to the pool outside any transaction.
         if self.in_transaction {
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.batch_here("ROLLBACK");
         }
     }
 }
@@ -141,18 +145,81 @@ fn cell(row: &postgres::Row, i: usize) -> Result<Cell> {
     Ok(cell.unwrap_or(Cell::Null))
 }
 
+/// Whether this thread drives an async runtime, where the driver must not block.
+fn on_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Runs `f` where the driver may block: here, or on a thread of its own when this thread
+/// drives an async runtime.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if on_runtime() { elsewhere(f) } else { f() }
+}
+
+/// Runs `f` on a thread of its own and waits for it.
+fn elsewhere<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// How many rows (or bulk-load chunks) wait in a channel between two threads.
+const IN_FLIGHT: usize = 256;
+
+impl PgConn {
+    fn execute_here(&mut self, sql: &str, values: Values) -> Result<u64> {
+        let stmt = self.prepared(sql)?;
+        let params = PgConn::bind(&stmt, values)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        Ok(self.client.execute(&stmt, &refs)?)
+    }
+
+    /// Runs a query, passing each row's cells to `sink` until it returns an error.
+    fn query_here(
+        &mut self,
+        sql: &str,
+        values: Values,
+        sink: &mut dyn FnMut(Vec<Cell>) -> Result<()>,
+    ) -> Result<()> {
+        let stmt = self.prepared(sql)?;
+        let params = PgConn::bind(&stmt, values)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        let mut rows = self.client.query_raw(&stmt, refs)?;
+        while let Some(row) = rows.next()? {
+            let cells = (0..row.len())
+                .map(|i| cell(&row, i))
+                .collect::<Result<Vec<_>>>()?;
+            sink(cells)?;
+        }
+        Ok(())
+    }
+
+    fn batch_here(&mut self, sql: &str) -> Result<()> {
+        if on_runtime() {
+            let client = &mut self.client;
+            return elsewhere(move || client.batch_execute(sql)).map_err(Error::from);
+        }
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+/// The sink's side hung up: it stopped reading rows.
+fn hung_up() -> Error {
+    Error::Database("the reader of a query's rows stopped".into())
+}
+
 impl Conn for PgConn {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
 
     fn execute_sql(&mut self, sql: &str, values: Values) -> Result<u64> {
-        let result = (|| {
-            let stmt = self.prepared(sql)?;
-            let params = PgConn::bind(&stmt, values)?;
-            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-            Ok(self.client.execute(&stmt, &refs)?)
-        })();
+        let result = if on_runtime() {
+            elsewhere(|| self.execute_here(sql, values))
+        } else {
+            self.execute_here(sql, values)
+        };
         self.noting(result)
     }
 
@@ -162,19 +229,34 @@ impl Conn for PgConn {
         values: Values,
         each: &mut dyn FnMut(Row) -> Result<()>,
     ) -> Result<()> {
-        let result = (|| {
-            let stmt = self.prepared(sql)?;
-            let params = PgConn::bind(&stmt, values)?;
-            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-            let mut rows = self.client.query_raw(&stmt, refs)?;
-            while let Some(row) = rows.next()? {
-                let cells = (0..row.len())
-                    .map(|i| cell(&row, i))
-                    .collect::<Result<Vec<_>>>()?;
-                each(Row(cells))?;
+        if !on_runtime() {
+            let result = self.query_here(sql, values, &mut |cells| each(Row(cells)));
+            return self.noting(result);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Cell>>(IN_FLIGHT);
+        let this = &mut *self;
+        let result = std::thread::scope(|s| {
+            // The sender moves to the producer, so the rows end when its query does.
+            let producer = s.spawn(move || {
+                this.query_here(sql, values, &mut |cells| {
+                    tx.send(cells).map_err(|_| hung_up())
+                })
+            });
+            let mut consumed = Ok(());
+            for cells in &rx {
+                if let Err(e) = each(Row(cells)) {
+                    consumed = Err(e);
+                    break;
+                }
             }
-            Ok(())
-        })();
+            // Hanging up stops the producer at its next row.
+            drop(rx);
+            let produced = match producer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            consumed.and(produced)
+        });
         self.noting(result)
     }
 
@@ -186,7 +268,7 @@ impl Conn for PgConn {
             .to_ascii_uppercase();
         match word.as_str() {
             "BEGIN" => {
-                self.client.batch_execute(sql)?;
+                self.batch_here(sql)?;
                 self.in_transaction = true;
                 self.failed = false;
                 Ok(())
@@ -194,7 +276,7 @@ impl Conn for PgConn {
             "COMMIT" if self.failed => {
                 self.in_transaction = false;
                 self.failed = false;
-                self.client.batch_execute("ROLLBACK")?;
+                self.batch_here("ROLLBACK")?;
                 Err(Error::Database(
                     "the transaction was rolled back: a statement in it failed".into(),
                 ))
@@ -202,10 +284,10 @@ impl Conn for PgConn {
             "COMMIT" | "ROLLBACK" => {
                 self.in_transaction = false;
                 self.failed = false;
-                Ok(self.client.batch_execute(sql)?)
+                self.batch_here(sql)
             }
             _ => {
-                let result = self.client.batch_execute(sql).map_err(Error::from);
+                let result = self.batch_here(sql);
                 self.noting(result)
             }
         }
@@ -220,27 +302,90 @@ impl Conn for PgConn {
         let d = Dialect::Postgres;
         let names: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
         let copy = format!("COPY {} ({}) FROM STDIN", d.quote(table), names.join(", "));
-        let result = (|| {
-            let writer = self.client.copy_in(copy.as_str())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+        let client = &mut self.client;
+        let copy_rows = move || -> Result<()> {
+            let mut writer = client.copy_in(copy.as_str())?;
+            for chunk in rx {
+                match chunk {
+                    Chunk::Data(bytes) => {
+                        writer.write_all(&bytes).map_err(|source| Error::Io {
+                            context: "cannot write rows to the database".into(),
+                            source,
+                        })?;
+                    }
+                    Chunk::End => {
+                        writer.finish()?;
+                        return Ok(());
+                    }
+                }
+            }
+            // The rows' writer stopped without an end: dropping the copy unfinished aborts
+            // it.
+            Err(Error::Database(
+                "the bulk load stopped before its end".into(),
+            ))
+        };
+        let result = std::thread::scope(|s| {
+            let copier = s.spawn(copy_rows);
             let mut rows = CopyRows {
-                writer,
+                tx,
+                buffer: Vec::with_capacity(CHUNK_BYTES),
                 line: String::with_capacity(256),
             };
-            fill(&mut rows)?;
-            rows.writer.finish()?;
-            Ok(())
-        })();
+            let filled = fill(&mut rows).and_then(|()| rows.end());
+            drop(rows);
+            let copied = match copier.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            // The rows' own error says more than the copy's consequence of it.
+            filled.and(copied)
+        });
         self.noting(result)
     }
 }
 
-/// A bulk load on PostgreSQL: rows written to `COPY ... FROM STDIN` in its text format.
-struct CopyRows<'c> {
-    writer: postgres::CopyInWriter<'c>,
+/// What crosses from the rows' writer to the `COPY`.
+enum Chunk {
+    Data(Vec<u8>),
+    End,
+}
+
+/// Bytes of `COPY` text sent at once.
+const CHUNK_BYTES: usize = 1 << 16;
+
+/// A bulk load on PostgreSQL: rows in `COPY ... FROM STDIN`'s text format, sent in chunks
+/// to the thread that writes the copy (the driver's copy writer blocks, so it may have to
+/// run off an async runtime's thread).
+struct CopyRows {
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    buffer: Vec<u8>,
     line: String,
 }
 
-impl RowWriter for CopyRows<'_> {
+impl CopyRows {
+    fn send(&mut self, chunk: Chunk) -> Result<()> {
+        self.tx
+            .send(chunk)
+            .map_err(|_| Error::Database("the bulk load's copy stopped".into()))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.send(Chunk::Data(bytes))
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.flush()?;
+        self.send(Chunk::End)
+    }
+}
+
+impl RowWriter for CopyRows {
     fn row(&mut self, values: &[Datum<'_>]) -> Result<()> {
         use std::fmt::Write as _;
         self.line.clear();
@@ -270,12 +415,11 @@ impl RowWriter for CopyRows<'_> {
             }
         }
         self.line.push('\n');
-        self.writer
-            .write_all(self.line.as_bytes())
-            .map_err(|source| Error::Io {
-                context: "cannot write rows to the database".into(),
-                source,
-            })
+        self.buffer.extend_from_slice(self.line.as_bytes());
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 }
 

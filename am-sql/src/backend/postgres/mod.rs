@@ -155,6 +155,10 @@ impl PgDb {
     /// with [`Error::NotOurDatabase`] either way, and one from a newer version with
     /// [`Error::TooNew`].
     pub fn open(uri: &str, create: bool) -> Result<PgDb> {
+        conn::off_runtime(|| PgDb::open_here(uri, create))
+    }
+
+    fn open_here(uri: &str, create: bool) -> Result<PgDb> {
         let config = postgres::Config::from_str(uri).map_err(|e| Error::Unavailable {
             at: redacted(uri),
             source: e.into(),
@@ -176,6 +180,10 @@ impl PgDb {
 
     /// A pooled connection.
     pub fn connect(&self) -> Result<PgConn> {
+        conn::off_runtime(|| self.connect_here())
+    }
+
+    fn connect_here(&self) -> Result<PgConn> {
         let pool = self.pool.as_ref().ok_or_else(|| Error::Unavailable {
             at: redacted(&self.uri),
             source: "the connection pool is closed".into(),
@@ -240,6 +248,10 @@ impl PgDb {
     /// This process's owner token for runs: a session of its own holds an advisory lock
     /// named by the token for as long as the process lives (and the session stays up).
     pub fn owner_token(&self) -> Result<String> {
+        conn::off_runtime(|| self.owner_token_here())
+    }
+
+    fn owner_token_here(&self) -> Result<String> {
         let held = OWNERS.get_or_init(Mutex::default);
         let mut held = held
             .lock()
@@ -271,6 +283,10 @@ impl PgDb {
     /// cannot be read owns nothing; a database that cannot be asked is assumed alive, so a
     /// live process's runs are never failed under it.
     pub fn owner_alive(&self, token: &str) -> bool {
+        conn::off_runtime(|| self.owner_alive_here(token))
+    }
+
+    fn owner_alive_here(&self, token: &str) -> bool {
         let Some(key) = token
             .split_once('.')
             .and_then(|(_, k)| i64::from_str_radix(k, 16).ok())
@@ -341,8 +357,7 @@ static OWNERS: OnceLock<Mutex<BTreeMap<String, (String, postgres::Client)>>> = O
 /// `(DATE 'as_of' - CAST(last AS DATE))`: whole days from the date of the last transaction to
 /// the as-of date, as a `BIGINT`.
 pub(crate) fn days_since(as_of: NaiveDate, last: SqlExpr) -> SqlExpr {
-    let as_of =
-        SqlExpr::cust_with_values("CAST(? AS DATE)", [as_of.format("%Y-%m-%d").to_string()]);
+    let as_of: SqlExpr = Func::cast_as(as_of.format("%Y-%m-%d").to_string(), "DATE").into();
     let last: SqlExpr = Func::cast_as(last, "DATE").into();
     Func::cast_as(as_of.sub(last), "BIGINT").into()
 }
@@ -393,4 +408,39 @@ pub(crate) fn sync_identities(conn: &mut dyn Conn) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_recognised_and_shown_without_passwords() {
+        assert!(is_uri("postgres://am@/db?host=/tmp"));
+        assert!(is_uri("PostgreSQL://h/db"));
+        assert!(!is_uri("./postgres.db"));
+        assert_eq!(
+            redacted("postgres://am:s3cret@db.example:5432/am?sslmode=disable"),
+            "postgres://am:***@db.example:5432/am?sslmode=disable"
+        );
+        assert_eq!(
+            redacted("postgresql:///am?host=/run/postgresql&password=s3cret&user=am"),
+            "postgresql:///am?host=/run/postgresql&password=***&user=am"
+        );
+        assert_eq!(redacted("postgres://am@/am"), "postgres://am@/am");
+    }
+
+    #[test]
+    fn days_since_is_a_date_difference() {
+        let q = sea_query::Query::select()
+            .expr(days_since(
+                NaiveDate::from_ymd_opt(2025, 6, 30).expect("date"),
+                SqlExpr::col("last_date"),
+            ))
+            .to_owned();
+        assert_eq!(
+            q.to_string(sea_query::PostgresQueryBuilder),
+            r#"SELECT CAST((CAST('2025-06-30' AS DATE) - CAST("last_date" AS DATE)) AS BIGINT)"#
+        );
+    }
 }
