@@ -446,6 +446,41 @@ conformance! {
 }
 
 conformance! {
+    // Only ASCII letters fold: PostgreSQL's `lower` and `ILIKE` would fold `Ä` to `ä` under a
+    // UTF-8 locale (the test server runs one), SQLite's would not.
+    fn contains_and_starts_with_fold_ascii_letters_only(db: &mut TestDb) {
+        let names = ["Ärztin Müller", "ärztin", "STRASSE", "Straße", "ÉCOLE"];
+        let rows: Vec<UserRow> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| UserRow {
+                name: Some((*n).to_owned()),
+                ..UserRow::new(i as i64 + 1)
+            })
+            .collect();
+        insert_users(db.conn(), &rows);
+        let contains = |db: &mut TestDb, needle: &str| {
+            members_of(db, profile(Field::Name, Test::Contains(needle.into())))
+        };
+        assert_eq!(contains(db, "ärztin"), ids(&[2]), "ä is not Ä");
+        assert_eq!(contains(db, "ÄRZTIN"), ids(&[1]), "Ä folds to nothing else");
+        assert_eq!(contains(db, "rztin"), ids(&[1, 2]));
+        assert_eq!(contains(db, "MÜLLER"), ids(&[]), "Ü is not ü");
+        assert_eq!(contains(db, "strasse"), ids(&[3]));
+        assert_eq!(contains(db, "STRAßE"), ids(&[4]));
+        assert_eq!(contains(db, "école"), ids(&[]), "É is not é");
+        assert_eq!(
+            members_of(db, profile(Field::Name, Test::StartsWith("éCOLE".into()))),
+            ids(&[])
+        );
+        assert_eq!(
+            members_of(db, profile(Field::Name, Test::StartsWith("Écol".into()))),
+            ids(&[5])
+        );
+    }
+}
+
+conformance! {
     fn explicit_dependencies_combine_and_conditions_narrow(db: &mut TestDb) {
         add_money_data(db);
         let conn = db.conn();

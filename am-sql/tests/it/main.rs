@@ -8,4 +8,6 @@ mod datagen;
 mod differential;
 mod engine;
 mod import;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod store;

@@ -236,6 +236,11 @@ impl PgDb {
                     supported: schema_version(),
                 });
             }
+            if found == schema_version() {
+                // Up to date: nothing to write, so a read-only database opens too.
+                repair_change_tracking(client)?;
+                return Ok(());
+            }
         }
         embedded::migrations::runner()
             .set_migration_table_name(HISTORY_TABLE)
