@@ -226,3 +226,21 @@ fn another_programs_tables_are_refused_and_others_beside_ours_are_fine() {
     let err = Store::open_existing(crate::engines::postgres_location()).expect_err("empty");
     assert!(matches!(err, Error::NoDatabase(_)), "{err:?}");
 }
+
+#[test]
+fn a_database_the_server_refuses_fails_at_once_with_its_reason() {
+    let server = am_testkit::postgres::server();
+    let uri = format!(
+        "postgres://{}@/no_such_database?host={}&port={}",
+        server.user(),
+        server.socket_dir().display(),
+        server.port()
+    );
+    let err = Store::open(uri.as_str()).expect_err("no such database");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("database \"no_such_database\" does not exist"),
+        "the server's reason, not the pool's \"db error\" after its wait: {err}"
+    );
+}

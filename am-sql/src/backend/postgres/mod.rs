@@ -148,6 +148,32 @@ impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for Session {
     }
 }
 
+/// Connects once, directly, so a server that refuses us (no such database, a wrong user, a
+/// socket directory without a server) fails at once with the server's own reason; the pool
+/// would only wait for its connection timeout and then say "db error".
+fn first_contact(config: &postgres::Config, uri: &str) -> Result<()> {
+    let mut config = config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    match config.connect(NoTls) {
+        Ok(client) => {
+            drop(client);
+            Ok(())
+        }
+        Err(e) => {
+            let reason: crate::error::BoxError = match e.as_db_error() {
+                Some(db) => db.message().to_owned().into(),
+                None => e.into(),
+            };
+            Err(Error::Unavailable {
+                at: redacted(uri),
+                source: reason,
+            })
+        }
+    }
+}
+
 impl PgDb {
     /// Connects to the database at `uri` and brings its schema up to date. With `create`
     /// unset, a database without our schema is refused with [`Error::NoDatabase`] (as `am`
@@ -163,6 +189,7 @@ impl PgDb {
             at: redacted(uri),
             source: e.into(),
         })?;
+        first_contact(&config, uri)?;
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)

@@ -71,6 +71,7 @@ impl SqliteDb {
                 .map_or_else(|| path.to_path_buf(), PathBuf::from),
         };
         repair_change_tracking(&mut SqliteConn(conn))?;
+        owner::sweep(&db.path);
         Ok(db)
     }
 

@@ -103,6 +103,35 @@ pub fn forget(db: &Path, token: &str) {
     }
 }
 
+/// How old an unlocked lock file must be before [`sweep`] removes it: a process creates its
+/// file and then locks it, so a fresh unlocked file may belong to a process about to lock it.
+const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the lock files of processes that ended at least [`SWEEP_AFTER`] ago, so the
+/// directory holds about one file per live process rather than one per process ever run.
+/// Their runs, if any are still open, read as abandoned all the same: a missing file is an
+/// owner that is gone. Best effort: a file that cannot be read or removed is left.
+pub fn sweep(db: &Path) {
+    let Ok(entries) = std::fs::read_dir(owners_dir(db)) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let Some(token) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= SWEEP_AFTER);
+        if is_token(&token) && old && !is_alive(db, &token) {
+            forget(db, &token);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +158,34 @@ mod tests {
         // No file at all, or a token that is not one.
         assert!(!is_alive(&db, "2.def"));
         assert!(!is_alive(&db, "../a.db"));
+    }
+
+    #[test]
+    fn sweep_removes_only_old_files_of_gone_processes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("b.db");
+        let me = this_process(&db).expect("owner");
+        let old = std::time::SystemTime::now() - SWEEP_AFTER * 2;
+        let age = |name: &str| {
+            let file = File::options()
+                .write(true)
+                .open(owners_dir(&db).join(name))
+                .expect("open");
+            file.set_modified(old).expect("set mtime");
+        };
+        // Gone long ago: swept. Gone just now (or about to lock): kept. Alive: kept.
+        std::fs::write(owners_dir(&db).join("3.aa"), b"").expect("write");
+        age("3.aa");
+        std::fs::write(owners_dir(&db).join("4.bb"), b"").expect("write");
+        age(&me);
+        // Not a token: never ours to remove.
+        std::fs::write(owners_dir(&db).join("notes.txt"), b"").expect("write");
+        age("notes.txt");
+        sweep(&db);
+        assert!(!owners_dir(&db).join("3.aa").exists());
+        assert!(owners_dir(&db).join("4.bb").exists());
+        assert!(owners_dir(&db).join(&me).exists());
+        assert!(owners_dir(&db).join("notes.txt").exists());
+        assert!(is_alive(&db, &me));
     }
 }
