@@ -31,7 +31,7 @@ use am_sql::datagen::{GenerateOptions, generate};
 use am_sql::refresh::{EngineRule, RefreshRequest, RefreshTargets, refresh_plan};
 use am_sql::render::{Aggregates, RenderContext, render_set};
 use am_sql::runs::RunTrigger;
-use am_sql::{NoProgress, Store};
+use am_sql::{Location, NoProgress, Store};
 use chrono::NaiveDate;
 
 const CATEGORIES: [&str; 10] = [
@@ -65,7 +65,8 @@ struct Args {
     /// scope.
     filters: bool,
     mix: Mix,
-    db: Option<PathBuf>,
+    /// A SQLite file or a `postgres://` URI.
+    db: Option<Location>,
     /// Skip (3) and its cross-check: for profiling the engine alone.
     engine_only: bool,
     /// Also refresh the rules as `am run` plans them, with the finder's reuse between them.
@@ -94,7 +95,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--transactions: {e}"))?;
             }
             "--rules" => args.rules = value()?.parse().map_err(|e| format!("--rules: {e}"))?,
-            "--db" => args.db = Some(PathBuf::from(value()?)),
+            "--db" => args.db = Some(Location::from(value()?)),
             "--filters" => args.filters = true,
             "--mix" => {
                 args.mix = match value()?.as_str() {
@@ -111,16 +112,66 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The process's CPU time (user + system) so far; `None` where `/proc/self/stat` is missing.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces; utime
-    // and stime are fields 14 and 15 of the line, in USER_HZ ticks (100 per second on Linux).
+/// Fields of `/proc/<pid>/stat` after the command name (which is in parentheses and may
+/// contain spaces): index 1 is the parent's pid, 11 and 12 utime and stime, 13 and 14 the
+/// same of waited-for children, in USER_HZ ticks (100 per second on Linux).
+fn proc_stat(pid: &str) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+fn ticks(t: u64) -> Duration {
+    Duration::from_millis(t * 10)
+}
+
+/// The CPU time (user + system) so far of this process and, for a PostgreSQL server on this
+/// machine, of the server: its postmaster with every child it has reaped, plus its live
+/// children (backends, parallel workers, background writers). `None` where `/proc` is
+/// missing.
+fn cpu_time(server: Option<u32>) -> Option<Duration> {
+    let me = proc_stat("self")?;
+    let mut total = me.get(11)? + me.get(12)?;
+    if let Some(postmaster) = server {
+        let pm = proc_stat(&postmaster.to_string())?;
+        total += pm.get(11)? + pm.get(12)? + pm.get(13)? + pm.get(14)?;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            if let Some(child) = proc_stat(pid)
+                && child.get(1) == Some(&u64::from(postmaster))
+            {
+                total += child.get(11).unwrap_or(&0) + child.get(12).unwrap_or(&0);
+            }
+        }
+    }
+    Some(ticks(total))
+}
+
+/// The postmaster of the PostgreSQL server behind `conn`, when it runs on this machine: the
+/// parent of the connection's backend process.
+fn local_postmaster(conn: &mut dyn am_sql::conn::Conn) -> Option<u32> {
+    let mut backend = None;
+    conn.query_sql(
+        "SELECT pg_backend_pid()",
+        sea_query::Values(Vec::new()),
+        &mut |row| {
+            backend = row.i64(0).ok();
+            Ok(())
+        },
+    )
+    .ok()?;
+    let stat = proc_stat(&backend?.to_string())?;
+    u32::try_from(*stat.get(1)?).ok()
 }
 
 /// Wall and CPU time of one step.
@@ -129,12 +180,12 @@ struct Timing {
     cpu: Option<Duration>,
 }
 
-fn timed<T>(step: impl FnOnce() -> T) -> (T, Timing) {
-    let cpu = cpu_time();
+fn timed<T>(server: Option<u32>, step: impl FnOnce() -> T) -> (T, Timing) {
+    let cpu = cpu_time(server);
     let started = Instant::now();
     let out = step();
     let wall = started.elapsed();
-    let cpu = cpu.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    let cpu = cpu.zip(cpu_time(server)).map(|(a, b)| b.saturating_sub(a));
     (out, Timing { wall, cpu })
 }
 
@@ -193,23 +244,28 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let end = NaiveDate::from_ymd_opt(2025, 6, 30).ok_or("bad end date")?;
     let path = args.db.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
+        Location::from(PathBuf::from(format!(
             "target/engine-bench/am-{}-{}.db",
             args.users, args.transactions
-        ))
+        )))
     });
-    if let Some(dir) = path.parent() {
+    if let Location::Sqlite(file) = &path
+        && let Some(dir) = file.parent()
+    {
         std::fs::create_dir_all(dir)?;
     }
-    let store = Store::open(&path)?;
+    let store = Store::open(path.clone())?;
     let mut conn = store.connection()?;
+    // On PostgreSQL the work is the server's: its CPU counts too.
+    let server = match path {
+        Location::Sqlite(_) => None,
+        _ => local_postmaster(conn.as_mut()),
+    };
     let has_data = store.summary()?.total_users > 0;
     if !has_data {
         println!(
             "generating {} users / {} transactions into {}",
-            args.users,
-            args.transactions,
-            path.display()
+            args.users, args.transactions, path
         );
         let started = Instant::now();
         generate(
@@ -219,7 +275,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         println!("generated in {:.1?}", started.elapsed());
     } else {
-        println!("reusing {}", path.display());
+        println!("reusing {}", path);
     }
 
     // 100 rules over the same 90-day window, by default all over the same transactions
@@ -286,7 +342,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // Refreshes `selected` of a plan through the engine, timed.
     let mut refresh = |plan: &Plan, selected: &BTreeSet<RuleId>| {
-        timed(|| {
+        timed(server, || {
             refresh_plan(
                 conn.as_mut(),
                 plan,
@@ -364,7 +420,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         aggregates: Aggregates::Standalone,
         base_first: false,
     };
-    let (naive_counts, naive) = timed(|| {
+    let (naive_counts, naive) = timed(server, || {
         let mut counts = BTreeMap::new();
         if args.engine_only {
             return Ok(counts);
