@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "am", version, about, long_about = None)]
 #[command(after_help = "Start with `am demo`, then `am serve` and open http://127.0.0.1:8080.")]
 pub struct Cli {
-    /// The database file (SQLite).
+    /// The database: a SQLite file, or a PostgreSQL URI (`postgres://USER@HOST:PORT/DB`).
     #[arg(
         long,
         global = true,
@@ -22,6 +22,33 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub db: PathBuf,
+
+    /// Compute segments on Apache Spark through Spark Connect (`sc://HOST:PORT`) for `run`,
+    /// `rules explain`, `rules preview` and `serve`; the database keeps rules, catalog, runs
+    /// and members. Needs an `am` built with the `spark` feature.
+    #[arg(long, global = true, env = "AM_ENGINE", value_name = "URL")]
+    pub engine: Option<String>,
+
+    /// Where Spark reads users and transactions: `catalog` (tables of Spark's catalog),
+    /// `catalog:DATABASE`, or `jdbc` (the database's own tables, through JDBC).
+    #[arg(
+        long,
+        global = true,
+        env = "AM_SPARK_SOURCE",
+        default_value = "catalog",
+        value_name = "SOURCE"
+    )]
+    pub spark_source: String,
+
+    /// The Spark database segment tables are written to (default: the catalog source's
+    /// database, else `default`).
+    #[arg(
+        long,
+        global = true,
+        env = "AM_SPARK_DATABASE",
+        value_name = "DATABASE"
+    )]
+    pub spark_database: Option<String>,
 
     /// Print JSON for scripts instead of tables.
     #[arg(long, global = true)]

@@ -36,6 +36,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = commands::Context {
         db: cli.db,
         json: cli.json,
+        engine: cli.engine.map(|url| commands::Engine {
+            url,
+            source: cli.spark_source,
+            database: cli.spark_database,
+        }),
     };
     match cli.command {
         Command::Init => commands::init::run(&ctx),

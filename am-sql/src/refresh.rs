@@ -211,17 +211,44 @@ pub fn refresh_plan(
     as_of: Timestamp,
     progress: &dyn Progress,
 ) -> Result<RefreshReport> {
+    refresh_plan_on(
+        conn, None, plan, selected, rules, request, targets, as_of, progress,
+    )
+}
+
+/// [`refresh_plan`], with the members computed by `compute` where given (another engine
+/// than the store's own, such as Spark).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refresh_plan_on(
+    conn: &mut dyn Conn,
+    compute: Option<&dyn Compute>,
+    plan: &Plan,
+    selected: &BTreeSet<RuleId>,
+    rules: &BTreeMap<RuleId, EngineRule>,
+    request: &RefreshRequest,
+    targets: &BTreeSet<RuleId>,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+) -> Result<RefreshReport> {
     let mut book = RunBook::default();
     book.open
         .extend(request.runs.values().map(|&run| (run, None)));
     let result = refresh_nodes(
-        conn, plan, selected, rules, request, targets, as_of, progress, &mut book,
+        conn, compute, plan, selected, rules, request, targets, as_of, progress, &mut book,
     );
     if let Err(e) = &result {
         // Every run ends: those this refresh could not finish record why.
         book.fail_open(conn, &e.to_string());
     }
     result
+}
+
+/// The version of the data the segments are computed from.
+fn data_version(conn: &mut dyn Conn, compute: Option<&dyn Compute>) -> Result<i64> {
+    match compute {
+        Some(compute) => compute.data_version(conn),
+        None => crate::tracking::data_version(conn),
+    }
 }
 
 /// The runs of one refresh that have not ended yet, each with its own error once known.
@@ -258,6 +285,7 @@ impl RunBook {
 #[allow(clippy::too_many_arguments)]
 fn refresh_nodes(
     conn: &mut dyn Conn,
+    compute: Option<&dyn Compute>,
     plan: &Plan,
     selected: &BTreeSet<RuleId>,
     rules: &BTreeMap<RuleId, EngineRule>,
@@ -294,55 +322,14 @@ fn refresh_nodes(
     }
     // Recorded before reading: a write during the refresh leaves the segments stale rather
     // than wrongly fresh.
-    let data_version = crate::tracking::data_version(conn)?;
-    let dialect = conn.dialect();
-
-    let mut needs = AggregateNeeds::new();
-    for node in &nodes {
-        collect_set_needs(&node.compute, &mut needs);
-    }
-    // The own conditions of rules the finder answered from other segments, where they read
-    // only scopes scanned anyway: a node may be evaluated from them instead (`evaluation_of`),
-    // so their columns are computed too.
-    let own_forms: BTreeMap<RuleId, SetExpr> = nodes
-        .iter()
-        .filter(|n| n.reuse.is_some())
-        .filter_map(|n| {
-            let own = rule_set_expr(&rules.get(&n.rule_id)?.rule);
-            let mut own_needs = AggregateNeeds::new();
-            collect_set_needs(&own, &mut own_needs);
-            own_needs
-                .keys()
-                .all(|scope| needs.contains_key(scope))
-                .then_some((n.rule_id, own))
-        })
-        .collect();
-    for own in own_forms.values() {
-        collect_set_needs(own, &mut needs);
-    }
-    let mut layout = AggregateLayout::new(dialect, &needs);
-    layout.plan_users_table(
-        nodes.iter().map(|n| &n.compute).chain(own_forms.values()),
-        as_of,
-    );
-    let restore = dialect.read_faster(conn);
-    let aggregates_began = Instant::now();
-    progress.begin("aggregates", Some(layout.tables.len() as u64));
-    let shared = fill_shared(conn, &layout, as_of, progress);
-    if shared.is_ok()
-        && let Err(e) = fill_users_table(conn, &layout)
-    {
-        // Only a shortcut: without it each rule reads `users` itself, so a profile column
-        // gone fails just the rules that read it.
-        tracing::warn!("refresh continues without the per-user table of aggregates: {e}");
-        drop_users_table(conn, &layout);
-        layout.users_table = None;
-    }
-    progress.finish("aggregates ready");
-    let aggregates = aggregates_began.elapsed();
-
-    // What set sizes are compared with; without it every node is evaluated as planned.
-    let users: Option<i64> = crate::rules::count_rows(conn, "users").ok();
+    let data_version = data_version(conn, compute)?;
+    let mut builder: Box<dyn Builder + '_> = match compute {
+        Some(compute) => compute.builder(conn, &nodes, as_of, progress)?,
+        None => Box::new(SharedAggregates::prepare(
+            conn, &nodes, rules, as_of, progress,
+        )),
+    };
+    let aggregates = builder.prepared_in();
 
     let mut outcomes = Vec::with_capacity(nodes.len());
     let mut failed: BTreeSet<RuleId> = BTreeSet::new();
@@ -350,35 +337,27 @@ fn refresh_nodes(
     for node in nodes {
         let id = node.rule_id;
         let run = run_ids.get(&id).copied();
-        let evaluation = evaluation_of(conn, node, own_forms.get(&id), users);
-        let reused_from = if evaluation.reuses {
-            node.reuse
-                .as_ref()
-                .map(|r| r.parents.clone())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let job = builder.job(conn, node);
         let name = rules
             .get(&id)
             .map(|r| r.name.clone())
             .unwrap_or_else(|| node.rule_name.clone());
         let started = Instant::now();
         let blocked = node.upstream.iter().find(|u| failed.contains(u)).copied();
-        let result = match (&shared, blocked) {
+        let reused_from = job.reused_from.clone();
+        let result = match (builder.unusable(), blocked) {
             (_, Some(up)) => Err(Skip(format!("upstream rule #{up} failed"))),
-            (Err(e), None) => Err(Fail(format!("computing aggregates failed: {e}"))),
-            (Ok(()), None) => refresh_node(
+            (Some(e), None) => Err(Fail(e)),
+            (None, None) => refresh_node(
                 conn,
+                builder.as_mut(),
                 plan,
                 node,
-                &evaluation,
+                job,
                 rules,
-                &layout,
                 as_of,
                 data_version,
                 run,
-                &reused_from,
                 started,
             )
             .map_err(|e| Fail(e.to_string())),
@@ -429,11 +408,7 @@ fn refresh_nodes(
         outcomes.push(outcome);
         progress.advance(1);
     }
-    drop_shared(conn, &layout);
-    for statement in restore {
-        // The connection works with either value; failing to restore one is harmless.
-        let _ = conn.batch(&statement);
-    }
+    builder.finish(conn);
     progress.finish("segments refreshed");
     Ok(RefreshReport {
         as_of,
@@ -507,30 +482,23 @@ fn drop_shared(conn: &mut dyn Conn, layout: &AggregateLayout) {
     }
 }
 
-/// Builds one node's next table and swaps it in with its catalog row and run success, in one
+/// Builds one node's members and swaps them in with its catalog row and run success, in one
 /// transaction.
 #[allow(clippy::too_many_arguments)]
 fn refresh_node(
     conn: &mut dyn Conn,
+    builder: &mut dyn Builder,
     plan: &Plan,
     node: &PlanNode,
-    evaluation: &Evaluation,
+    job: Job,
     rules: &BTreeMap<RuleId, EngineRule>,
-    layout: &AggregateLayout,
     as_of: Timestamp,
     data_version: i64,
     run: Option<RunId>,
-    reused_from: &[RuleId],
     started: Instant,
 ) -> Result<SwapCounts> {
     let id = node.rule_id;
-    let dialect = layout.dialect;
-    let shared = RenderContext {
-        dialect,
-        as_of,
-        aggregates: Aggregates::Shared(layout),
-        base_first: evaluation.base_first,
-    };
+    let dialect = builder.dialect();
     let standalone = RenderContext {
         dialect,
         as_of,
@@ -547,15 +515,12 @@ fn refresh_node(
             .map(|n| n.compute.clone())
             .or_else(|| rule_definition(rules)(id))
     };
-    let sql_query = dialect.inline(&render_set(
-        &inline_segments(&evaluation.compute, &definition, 0),
-        &standalone,
-    ));
+    let self_contained = inline_segments(&job.compute, &definition, 0);
+    let sql_query = dialect.inline(&render_set(&self_contained, &standalone));
     let (name, description, version) = match rules.get(&id) {
         Some(r) => (r.name.clone(), r.description.clone(), r.version),
         None => (node.rule_name.clone(), None, 0),
     };
-    let select = render_set(&evaluation.compute, &shared);
     let mut record = Some(SegmentRecord {
         rule_id: id,
         segment_name: name,
@@ -568,10 +533,10 @@ fn refresh_node(
         entered: 0,
         left: 0,
         duration_ms: 0,
-        reused_from: reused_from.to_vec(),
-        engine: dialect.name().to_owned(),
+        reused_from: job.reused_from.clone(),
+        engine: builder.engine_name().to_owned(),
     });
-    dialect.rebuild_segment(conn, id, select, &mut |conn, counts| {
+    builder.build(conn, id, &job, &self_contained, &mut |conn, counts| {
         let Some(mut record) = record.take() else {
             return Ok(());
         };
@@ -585,6 +550,201 @@ fn refresh_node(
         }
         Ok(())
     })
+}
+
+/// An engine other than the store's own that computes segments (Spark): the store keeps
+/// rules, catalog, runs and members.
+pub(crate) trait Compute: Send + Sync + std::fmt::Debug {
+    /// The dialect of the SQL it runs.
+    fn dialect(&self) -> Dialect;
+    /// The version of the data it reads, as freshness compares it (contract section 2).
+    fn data_version(&self, conn: &mut dyn Conn) -> Result<i64>;
+    /// How many users `set` holds now.
+    fn count(&self, set: &SetExpr, as_of: Timestamp) -> Result<i64>;
+    /// Readies the engine for one refresh of `nodes`; an error fails every node's run.
+    fn builder<'a>(
+        &'a self,
+        conn: &mut dyn Conn,
+        nodes: &[&PlanNode],
+        as_of: Timestamp,
+        progress: &dyn Progress,
+    ) -> Result<Box<dyn Builder + 'a>>;
+}
+
+/// How a refresh computes the members of each node; the store swaps them in either way.
+pub(crate) trait Builder {
+    /// The dialect the node's SQL is written in (the stored `sql_query`'s).
+    fn dialect(&self) -> Dialect;
+    /// The engine that computes the members, as the catalog records it.
+    fn engine_name(&self) -> &'static str;
+    /// How long preparing what the nodes share took.
+    fn prepared_in(&self) -> Duration;
+    /// Why no node can be built, if preparing failed.
+    fn unusable(&self) -> Option<String>;
+    /// How one node will be computed.
+    fn job(&mut self, conn: &mut dyn Conn, node: &PlanNode) -> Job;
+    /// Computes a node's members and swaps them in; `publish` runs inside the swap's
+    /// transaction. `self_contained` is the job's set with every segment it reads inlined.
+    fn build(
+        &mut self,
+        conn: &mut dyn Conn,
+        rule_id: RuleId,
+        job: &Job,
+        self_contained: &SetExpr,
+        publish: &mut dyn FnMut(&mut dyn Conn, &SwapCounts) -> Result<()>,
+    ) -> Result<SwapCounts>;
+    /// Drops what preparing made (best effort).
+    fn finish(&mut self, conn: &mut dyn Conn);
+}
+
+/// How one node is computed.
+pub(crate) struct Job {
+    pub(crate) compute: SetExpr,
+    /// Read the set the filter narrows member by member (see [`RenderContext::base_first`]).
+    pub(crate) base_first: bool,
+    /// The segments `compute` reads by the finder's reuse.
+    pub(crate) reused_from: Vec<RuleId>,
+}
+
+/// The store's own engine: one scratch table of per-user aggregates per (source, window) the
+/// nodes read, filled once, so rules over the same transactions share one scan.
+struct SharedAggregates {
+    layout: AggregateLayout,
+    own_forms: BTreeMap<RuleId, SetExpr>,
+    /// What set sizes are compared with; without it every node is evaluated as planned.
+    users: Option<i64>,
+    failed: Option<String>,
+    restore: Vec<String>,
+    took: Duration,
+    as_of: Timestamp,
+}
+
+impl SharedAggregates {
+    fn prepare(
+        conn: &mut dyn Conn,
+        nodes: &[&PlanNode],
+        rules: &BTreeMap<RuleId, EngineRule>,
+        as_of: Timestamp,
+        progress: &dyn Progress,
+    ) -> SharedAggregates {
+        let dialect = conn.dialect();
+        let mut needs = AggregateNeeds::new();
+        for node in nodes {
+            collect_set_needs(&node.compute, &mut needs);
+        }
+        // The own conditions of rules the finder answered from other segments, where they
+        // read only scopes scanned anyway: a node may be evaluated from them instead
+        // (`evaluation_of`), so their columns are computed too.
+        let own_forms: BTreeMap<RuleId, SetExpr> = nodes
+            .iter()
+            .filter(|n| n.reuse.is_some())
+            .filter_map(|n| {
+                let own = rule_set_expr(&rules.get(&n.rule_id)?.rule);
+                let mut own_needs = AggregateNeeds::new();
+                collect_set_needs(&own, &mut own_needs);
+                own_needs
+                    .keys()
+                    .all(|scope| needs.contains_key(scope))
+                    .then_some((n.rule_id, own))
+            })
+            .collect();
+        for own in own_forms.values() {
+            collect_set_needs(own, &mut needs);
+        }
+        let mut layout = AggregateLayout::new(dialect, &needs);
+        layout.plan_users_table(
+            nodes.iter().map(|n| &n.compute).chain(own_forms.values()),
+            as_of,
+        );
+        let restore = dialect.read_faster(conn);
+        let began = Instant::now();
+        progress.begin("aggregates", Some(layout.tables.len() as u64));
+        let shared = fill_shared(conn, &layout, as_of, progress);
+        if shared.is_ok()
+            && let Err(e) = fill_users_table(conn, &layout)
+        {
+            // Only a shortcut: without it each rule reads `users` itself, so a profile
+            // column gone fails just the rules that read it.
+            tracing::warn!("refresh continues without the per-user table of aggregates: {e}");
+            drop_users_table(conn, &layout);
+            layout.users_table = None;
+        }
+        progress.finish("aggregates ready");
+        SharedAggregates {
+            layout,
+            own_forms,
+            users: crate::rules::count_rows(conn, "users").ok(),
+            failed: shared
+                .err()
+                .map(|e| format!("computing aggregates failed: {e}")),
+            restore,
+            took: began.elapsed(),
+            as_of,
+        }
+    }
+}
+
+impl Builder for SharedAggregates {
+    fn dialect(&self) -> Dialect {
+        self.layout.dialect
+    }
+
+    fn engine_name(&self) -> &'static str {
+        self.layout.dialect.name()
+    }
+
+    fn prepared_in(&self) -> Duration {
+        self.took
+    }
+
+    fn unusable(&self) -> Option<String> {
+        self.failed.clone()
+    }
+
+    fn job(&mut self, conn: &mut dyn Conn, node: &PlanNode) -> Job {
+        let evaluation = evaluation_of(conn, node, self.own_forms.get(&node.rule_id), self.users);
+        let reused_from = if evaluation.reuses {
+            node.reuse
+                .as_ref()
+                .map(|r| r.parents.clone())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Job {
+            compute: evaluation.compute,
+            base_first: evaluation.base_first,
+            reused_from,
+        }
+    }
+
+    fn build(
+        &mut self,
+        conn: &mut dyn Conn,
+        rule_id: RuleId,
+        job: &Job,
+        _self_contained: &SetExpr,
+        publish: &mut dyn FnMut(&mut dyn Conn, &SwapCounts) -> Result<()>,
+    ) -> Result<SwapCounts> {
+        let shared = RenderContext {
+            dialect: self.layout.dialect,
+            as_of: self.as_of,
+            aggregates: Aggregates::Shared(&self.layout),
+            base_first: job.base_first,
+        };
+        let select = render_set(&job.compute, &shared);
+        self.layout
+            .dialect
+            .rebuild_segment(conn, rule_id, select, publish)
+    }
+
+    fn finish(&mut self, conn: &mut dyn Conn) {
+        drop_shared(conn, &self.layout);
+        for statement in std::mem::take(&mut self.restore) {
+            // The connection works with either value; failing to restore one is harmless.
+            let _ = conn.batch(&statement);
+        }
+    }
 }
 
 /// How a refresh that shares the aggregates evaluates one node.
@@ -804,7 +964,16 @@ impl Store {
             .into_iter()
             .map(|s| (s.rule_id, s))
             .collect();
-        let data_version = crate::tracking::data_version(conn)?;
+        let data_version = match data_version(conn, self.compute()) {
+            Ok(version) => version,
+            // Another engine that cannot be reached: everything counts as stale, so the
+            // refresh creates its runs and fails them with that engine's error.
+            Err(e) if self.compute().is_some() => {
+                tracing::warn!("cannot read the data version from the engine: {e}");
+                i64::MIN
+            }
+            Err(e) => return Err(e),
+        };
         let stale = stale_nodes(&plan, &rules, &segments, data_version, as_of);
         let in_plan: BTreeSet<RuleId> = plan.nodes.iter().map(|n| n.rule_id).collect();
         let targets: BTreeSet<RuleId> = match &request.targets {
@@ -820,8 +989,43 @@ impl Store {
         if request.owner.is_none() {
             request.owner = self.owner_token()?;
         }
-        refresh_plan(
-            conn, &plan, &selected, &rules, &request, &targets, as_of, progress,
+        refresh_plan_on(
+            conn,
+            self.compute(),
+            &plan,
+            &selected,
+            &rules,
+            &request,
+            &targets,
+            as_of,
+            progress,
+        )
+    }
+
+    /// Refreshes every node of `plan`, a plan the caller made (hand-made computations in
+    /// tests, a benchmark's rule set), in its order, on the store's engine or the engine that
+    /// computes its segments, with one run per node.
+    pub fn refresh_planned(
+        &self,
+        plan: &Plan,
+        rules: &BTreeMap<RuleId, EngineRule>,
+        as_of: Timestamp,
+        progress: &dyn Progress,
+    ) -> Result<RefreshReport> {
+        let mut conn = self.connection()?;
+        let all: BTreeSet<RuleId> = plan.nodes.iter().map(|n| n.rule_id).collect();
+        let mut request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+        request.owner = self.owner_token()?;
+        refresh_plan_on(
+            conn.as_mut(),
+            self.compute(),
+            plan,
+            &all,
+            rules,
+            &request,
+            &all,
+            as_of,
+            progress,
         )
     }
 
@@ -834,7 +1038,8 @@ impl Store {
             return Err(crate::error::Error::not_found_id("rule", rule_id));
         }
         let plan = planner_of(&rules)?.plan_for(&[rule_id])?;
-        Ok(explain_plan(conn.dialect(), &plan, now_as_of()))
+        let dialect = self.compute().map_or(conn.dialect(), |c| c.dialect());
+        Ok(explain_plan(dialect, &plan, now_as_of()))
     }
 
     /// Plans an unsaved rule against the stored ones and counts its members now, writing
@@ -852,7 +1057,7 @@ impl Store {
     ) -> Result<Preview> {
         let checked = check_rule(spec)?;
         let mut conn = self.connection()?;
-        let dialect = conn.dialect();
+        let dialect = self.compute().map_or(conn.dialect(), |c| c.dialect());
         let mut rules = engine_rules(conn.as_mut())?;
         let id = match editing {
             Some(id) if rules.contains_key(&id) => id,
@@ -888,8 +1093,12 @@ impl Store {
             base_first: false,
         };
         let select = render_set(&compute, &ctx);
+        let audience_size = match self.compute() {
+            Some(engine) => engine.count(&compute, as_of)?,
+            None => conn.count(&select)?,
+        };
         Ok(Preview {
-            audience_size: conn.count(&select)?,
+            audience_size,
             rule_id: id,
             plan: explain_plan(dialect, &plan, as_of),
             reuse,

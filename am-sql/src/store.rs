@@ -19,6 +19,7 @@ use crate::backend::sqlite::SqliteDb;
 use crate::catalog::{self, Member, Page, Segment, SegmentId, Summary};
 use crate::conn::{Conn, TxMode, transaction};
 use crate::error::{Error, Result};
+use crate::refresh::Compute;
 use crate::rules::StoredRule;
 use crate::runs::{self, Owners, Run, RunFilter, RunId, RunTrigger};
 
@@ -158,6 +159,8 @@ impl Owners for Database {
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// The engine that computes segments when it is not the store's own (Spark).
+    compute: Option<Arc<dyn Compute>>,
 }
 
 #[derive(Debug)]
@@ -244,6 +247,7 @@ impl Store {
                 db,
                 cache: Mutex::default(),
             }),
+            compute: None,
         };
         // Best effort: a database that cannot be written is still opened for reading.
         match store.fail_abandoned_runs() {
@@ -262,6 +266,19 @@ impl Store {
     /// Where the database is.
     pub fn location(&self) -> &Location {
         &self.inner.location
+    }
+
+    /// This store with its segments computed by `compute` (refresh, explain, preview); the
+    /// store keeps rules, catalog, runs and members.
+    #[cfg_attr(not(feature = "spark"), allow(dead_code))]
+    pub(crate) fn with_compute(mut self, compute: Arc<dyn Compute>) -> Store {
+        self.compute = Some(compute);
+        self
+    }
+
+    /// The engine that computes segments, if not the store's own.
+    pub(crate) fn compute(&self) -> Option<&dyn Compute> {
+        self.compute.as_deref()
     }
 
     /// The database file, for a SQLite database.

@@ -20,6 +20,16 @@ use anyhow::Context as _;
 pub struct Context {
     pub db: PathBuf,
     pub json: bool,
+    /// `--engine` and its Spark settings: segments computed elsewhere than the database.
+    pub engine: Option<Engine>,
+}
+
+/// `--engine URL --spark-source SOURCE --spark-database DATABASE`.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub url: String,
+    pub source: String,
+    pub database: Option<String>,
 }
 
 impl Context {
@@ -31,9 +41,34 @@ impl Context {
     /// Opens the database, which must exist (everything but `init` and `demo`).
     pub fn store(&self) -> anyhow::Result<Store> {
         let location = self.location();
-        Store::open_existing(location.clone())
-            .with_context(|| format!("cannot open database {location}"))
+        let store = Store::open_existing(location.clone())
+            .with_context(|| format!("cannot open database {location}"))?;
+        match &self.engine {
+            None => Ok(store),
+            Some(engine) => with_engine(store, engine),
+        }
     }
+}
+
+/// The store with its segments computed on Spark.
+#[cfg(feature = "spark")]
+fn with_engine(store: Store, engine: &Engine) -> anyhow::Result<Store> {
+    use am_sql::backend::spark::{SparkOptions, SparkSource};
+    let source: SparkSource = engine.source.parse().context("--spark-source")?;
+    let options = SparkOptions {
+        url: engine.url.clone(),
+        source,
+        database: engine.database.clone(),
+    };
+    store.with_spark(options).context("--engine")
+}
+
+#[cfg(not(feature = "spark"))]
+fn with_engine(_store: Store, engine: &Engine) -> anyhow::Result<Store> {
+    anyhow::bail!(
+        "--engine {}: this am was built without Spark; build it with `cargo install --path am-cli --features spark`",
+        engine.url
+    )
 }
 
 /// Reads a file, or standard input for `-`.

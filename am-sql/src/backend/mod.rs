@@ -8,6 +8,8 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "spark")]
+pub mod spark;
 pub mod sqlite;
 
 use am_core::rule::RuleId;
@@ -29,6 +31,9 @@ pub enum Dialect {
     /// PostgreSQL.
     #[cfg(feature = "postgres")]
     Postgres,
+    /// Spark SQL: the SQL Spark computes segments with (`backend/spark`); never a store.
+    #[cfg(feature = "spark")]
+    Spark,
 }
 
 impl Dialect {
@@ -38,6 +43,8 @@ impl Dialect {
             Dialect::Sqlite => "sqlite",
             #[cfg(feature = "postgres")]
             Dialect::Postgres => "postgresql",
+            #[cfg(feature = "spark")]
+            Dialect::Spark => "spark",
         }
     }
 
@@ -47,6 +54,8 @@ impl Dialect {
             Dialect::Sqlite => stmt.build(sea_query::SqliteQueryBuilder),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => stmt.build(sea_query::PostgresQueryBuilder),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => stmt.build(sea_query::MysqlQueryBuilder),
         }
     }
 
@@ -56,6 +65,8 @@ impl Dialect {
             Dialect::Sqlite => stmt.to_string(sea_query::SqliteQueryBuilder),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => stmt.to_string(sea_query::PostgresQueryBuilder),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => stmt.to_string(sea_query::MysqlQueryBuilder),
         }
     }
 
@@ -65,6 +76,8 @@ impl Dialect {
             Dialect::Sqlite => stmt.to_string(sea_query::SqliteQueryBuilder),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => stmt.to_string(sea_query::PostgresQueryBuilder),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => stmt.to_string(sea_query::MysqlQueryBuilder),
         }
     }
 
@@ -79,11 +92,18 @@ impl Dialect {
             (Dialect::Postgres, TxMode::Write) => "BEGIN",
             #[cfg(feature = "postgres")]
             (Dialect::Postgres, TxMode::Read) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            #[cfg(feature = "spark")]
+            // No connection speaks Spark: it computes segments, the store keeps them.
+            (Dialect::Spark, _) => "BEGIN",
         }
     }
 
     /// `"name"`: one of our own identifiers (table names built from ids), quoted.
     pub fn quote(self, name: &str) -> String {
+        #[cfg(feature = "spark")]
+        if self == Dialect::Spark {
+            return format!("`{}`", name.replace('`', "``"));
+        }
         format!("\"{}\"", name.replace('"', "\"\""))
     }
 
@@ -95,6 +115,8 @@ impl Dialect {
             Dialect::Sqlite => t.format("%Y-%m-%d %H:%M:%S%.f").to_string().into(),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => t.into(),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => t.format("%Y-%m-%d %H:%M:%S%.f").to_string().into(),
         }
     }
 
@@ -106,6 +128,8 @@ impl Dialect {
             Dialect::Sqlite => col.integer(),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => col.big_integer(),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => col.big_integer(),
         };
         col.primary_key();
         col
@@ -117,6 +141,8 @@ impl Dialect {
             Dialect::Sqlite => ColumnType::Text,
             #[cfg(feature = "postgres")]
             Dialect::Postgres => ColumnType::DateTime,
+            #[cfg(feature = "spark")]
+            Dialect::Spark => ColumnType::DateTime,
         }
     }
 
@@ -126,6 +152,8 @@ impl Dialect {
             Dialect::Sqlite => sqlite::days_since(as_of, last),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => postgres::days_since(as_of, last),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => spark::days_since(as_of, last),
         }
     }
 
@@ -137,6 +165,8 @@ impl Dialect {
             Dialect::Sqlite => sqlite::ascii_position(x, needle),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => postgres::ascii_position(x, needle),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => spark::ascii_position(x, needle),
         }
     }
 
@@ -146,6 +176,8 @@ impl Dialect {
             Dialect::Sqlite => sqlite::table_exists(conn, name),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => postgres::table_exists(conn, name),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => Err(spark::not_a_store()),
         }
     }
 
@@ -157,15 +189,8 @@ impl Dialect {
             Dialect::Sqlite => true,
             #[cfg(feature = "postgres")]
             Dialect::Postgres => false,
-        }
-    }
-
-    /// How many segments of one plan stage may be built at once: SQLite has one writer.
-    pub fn parallel_builds(self) -> usize {
-        match self {
-            Dialect::Sqlite => 1,
-            #[cfg(feature = "postgres")]
-            Dialect::Postgres => 4,
+            #[cfg(feature = "spark")]
+            Dialect::Spark => false,
         }
     }
 
@@ -184,6 +209,8 @@ impl Dialect {
             Dialect::Sqlite => sqlite::swap::rebuild(conn, rule_id, select, publish),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => postgres::swap::rebuild(conn, rule_id, select, publish),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => Err(spark::not_a_store()),
         }
     }
 
@@ -194,6 +221,8 @@ impl Dialect {
             Dialect::Sqlite => sqlite::read_faster(conn),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => Vec::new(),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => Vec::new(),
         }
     }
 
@@ -208,6 +237,8 @@ impl Dialect {
             }
             #[cfg(feature = "postgres")]
             Dialect::Postgres => conn.batch("SET LOCAL am.bulk_load = 'on'"),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => Err(spark::not_a_store()),
         }
     }
 
@@ -221,6 +252,8 @@ impl Dialect {
             }
             #[cfg(feature = "postgres")]
             Dialect::Postgres => postgres::sync_identities(conn),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => Err(spark::not_a_store()),
         }
     }
 
@@ -231,6 +264,8 @@ impl Dialect {
             Dialect::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
             #[cfg(feature = "postgres")]
             Dialect::Postgres => "ANALYZE users, credit_card_transactions, upi_transactions",
+            #[cfg(feature = "spark")]
+            Dialect::Spark => return,
         };
         if let Err(e) = conn.batch(sql) {
             tracing::debug!("after the load: {e}");
@@ -244,6 +279,8 @@ impl Dialect {
             Dialect::Sqlite => format!("temp.{}", self.quote(name)),
             #[cfg(feature = "postgres")]
             Dialect::Postgres => self.quote(name),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => self.quote(name),
         }
     }
 }

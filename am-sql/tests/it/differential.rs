@@ -16,7 +16,7 @@ use crate::engines::{Engine, TestDb, ids_in};
 
 /// How rule `i` is computed from its condition and the rules before it.
 #[derive(Debug, Clone)]
-enum Shape {
+pub(crate) enum Shape {
     /// Its own condition over all users.
     Direct,
     /// Explicit dependencies with an operation, optionally narrowed by the condition.
@@ -31,7 +31,7 @@ enum Shape {
     Nested { a: usize, b: usize, kind: u8 },
 }
 
-fn arb_shape() -> impl Strategy<Value = Shape> {
+pub(crate) fn arb_shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
         3 => Just(Shape::Direct),
         2 => (
@@ -46,7 +46,7 @@ fn arb_shape() -> impl Strategy<Value = Shape> {
 }
 
 /// Builds rule `id` (ids 1..) from its shape; earlier rules are `1..id`.
-fn compute_of(
+pub(crate) fn compute_of(
     id: RuleId,
     shape: &Shape,
     condition: &Expr,

@@ -273,6 +273,8 @@ pub fn without_foreign_keys(conn: &mut dyn Conn, f: impl FnOnce(&mut dyn Conn)) 
             "SET session_replication_role = replica",
             "SET session_replication_role = DEFAULT",
         ),
+        #[cfg(feature = "spark")]
+        Dialect::Spark => unreachable!("no store speaks Spark"),
     };
     conn.batch(off).unwrap();
     f(conn);
@@ -378,6 +380,8 @@ pub fn table_names(conn: &mut dyn Conn) -> Vec<String> {
             .and_where(Expr::col("table_type").eq("BASE TABLE"))
             .order_by_expr(Expr::cust("1"), Order::Asc)
             .to_owned(),
+        #[cfg(feature = "spark")]
+        Dialect::Spark => unreachable!("no store speaks Spark"),
     };
     conn.rows(&q)
         .unwrap()
@@ -427,6 +431,8 @@ pub fn fail_writes(
                    EXECUTE FUNCTION {name}();"
             )
         }
+        #[cfg(feature = "spark")]
+        Dialect::Spark => unreachable!("no store speaks Spark"),
     };
     conn.batch(&sql).unwrap();
 }
@@ -438,6 +444,8 @@ pub fn stop_failing(conn: &mut dyn Conn, name: &str, table: &str) {
         Dialect::Sqlite => format!("DROP TRIGGER {name}"),
         #[cfg(feature = "postgres")]
         Dialect::Postgres => format!("DROP TRIGGER {name} ON {table}; DROP FUNCTION {name}();"),
+        #[cfg(feature = "spark")]
+        Dialect::Spark => unreachable!("no store speaks Spark"),
     };
     conn.batch(&sql).unwrap();
 }
