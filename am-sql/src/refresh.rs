@@ -116,9 +116,12 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RefreshReport {
     pub as_of: Timestamp,
+    /// The engine that computed the segments: the store's (`sqlite`, `postgresql`) or
+    /// `spark`.
+    pub engine: String,
     pub nodes: Vec<NodeOutcome>,
-    /// Computing the aggregates the rules share, before any segment is built; each node's
-    /// `duration` is its own build and swap only.
+    /// Preparing what the rules share before any segment is built: the store's aggregate
+    /// tables, or Spark's session; each node's `duration` is its own build and swap only.
     #[serde(rename = "aggregates_ms", serialize_with = "millis")]
     pub aggregates: Duration,
     /// The whole refresh: runs, shared aggregates and every segment.
@@ -412,6 +415,7 @@ fn refresh_nodes(
     progress.finish("segments refreshed");
     Ok(RefreshReport {
         as_of,
+        engine: builder.engine_name().to_owned(),
         nodes: outcomes,
         aggregates,
         elapsed: began.elapsed(),
@@ -894,7 +898,7 @@ pub(crate) fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner
 /// self-contained, and exact whatever the state of the stored segments. `definition` gives a
 /// segment's set expression (its plan node's, or its rule's); `depth` counts the segments
 /// inlined on the way here.
-fn inline_segments(
+pub(crate) fn inline_segments(
     s: &SetExpr,
     definition: &dyn Fn(RuleId) -> Option<SetExpr>,
     depth: usize,
@@ -1038,8 +1042,11 @@ impl Store {
             return Err(crate::error::Error::not_found_id("rule", rule_id));
         }
         let plan = planner_of(&rules)?.plan_for(&[rule_id])?;
-        let dialect = self.compute().map_or(conn.dialect(), |c| c.dialect());
-        Ok(explain_plan(dialect, &plan, now_as_of()))
+        Ok(match self.compute() {
+            // It runs every node's definition whole, reading no segment: show that SQL.
+            Some(engine) => explain_plan(engine.dialect(), &self_contained(&plan), now_as_of()),
+            None => explain_plan(conn.dialect(), &plan, now_as_of()),
+        })
     }
 
     /// Plans an unsaved rule against the stored ones and counts its members now, writing
@@ -1078,7 +1085,10 @@ impl Store {
                 rule: checked.clone(),
             },
         );
-        let plan = planner_of(&rules)?.plan_for(&[id])?;
+        let mut plan = planner_of(&rules)?.plan_for(&[id])?;
+        if self.compute().is_some() {
+            plan = self_contained(&plan);
+        }
         let reuse = plan
             .nodes
             .iter()
@@ -1105,6 +1115,22 @@ impl Store {
             sql: dialect.inline(&select),
         })
     }
+}
+
+/// `plan` with every node's segments inlined, as an engine that reads no segment (Spark)
+/// computes it; the reuse the planner found is still reported.
+fn self_contained(plan: &Plan) -> Plan {
+    let definition = |id: RuleId| {
+        plan.nodes
+            .iter()
+            .find(|n| n.rule_id == id)
+            .map(|n| n.compute.clone())
+    };
+    let mut out = plan.clone();
+    for node in &mut out.nodes {
+        node.compute = inline_segments(&node.compute, &definition, 0);
+    }
+    out
 }
 
 /// A plan with the standalone SQL of every node.

@@ -8,7 +8,7 @@
 //! The cluster lives in a fresh temp dir, on `/dev/shm` when it has 2 GiB free (a database
 //! takes about 8 MB; on disk, creating one is about ten times slower), else `/tmp`. It holds
 //! `data/` (initdb, UTF-8, locale `C.UTF-8` where the machine has it, else `C`), `server.log`
-//! and the unix socket; the server listens on no TCP address.
+//! and the unix socket; the server also listens on a free loopback TCP port ([`PgServer::tcp_uri`]).
 //! Durability is off (`fsync`, `synchronous_commit`, `full_page_writes`) and `max_connections`
 //! is 200 so parallel tests with a pool each fit. As root (CI), initdb and the server run as
 //! the `postgres` user, or `nobody` where there is none, through `runuser`.
@@ -94,12 +94,22 @@ impl PgServer {
             .unwrap_or_else(|e| panic!("test PostgreSQL server: cannot connect to {uri}: {e}"))
     }
 
+    /// The URI of `database` over loopback TCP:
+    /// `postgres://am_test@127.0.0.1:PORT/DBNAME`, for clients without unix sockets.
+    pub fn tcp_uri(&self, database_uri: &str) -> String {
+        let name = database_uri
+            .split_once("@/")
+            .and_then(|(_, rest)| rest.split('?').next())
+            .unwrap_or("postgres");
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// The directory holding the server's unix socket (`.s.PGSQL.<port>`).
     pub fn socket_dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The port number; with no TCP listener it only names the socket file.
+    /// The port number, of the socket file and of the loopback TCP listener.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -123,9 +133,12 @@ impl PgServer {
         let dir = runner.make_dir()?;
         // Before anything can fail half-way, so a failed start is cleaned up too.
         let watchdog = spawn_watchdog(&dir, &runner, &bin)?;
-        // Each process has its own socket dir, so ports cannot collide; the pid only makes
-        // the socket name tell processes apart.
-        let port = 20_000 + (std::process::id() % 40_000) as u16;
+        // The server also listens on loopback TCP (for clients that cannot use a unix
+        // socket, such as Spark's JDBC reader), on a port that was free a moment ago.
+        let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("cannot find a free port: {e}"))?;
         let data = dir.join("data");
 
         let mut initdb = runner.command(bin.join("initdb"), &dir);
@@ -139,7 +152,7 @@ impl PgServer {
 
         let config = format!(
             "\n# am-testkit: a throwaway server for tests\n\
-             listen_addresses = ''\n\
+             listen_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\n\
              port = {port}\n\
              max_connections = 200\n\

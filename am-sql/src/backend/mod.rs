@@ -285,6 +285,20 @@ impl Dialect {
     }
 }
 
+/// `translate(x, 'A..Z', 'a..z')`: ASCII letters folded to lower case and nothing else, as
+/// the contract's `contains` and `starts_with` ask, where an engine's `lower` folds every letter
+/// its locale knows (`Ä` to `ä`).
+#[cfg(any(feature = "postgres", feature = "spark"))]
+pub(crate) fn ascii_lower(x: SqlExpr) -> SqlExpr {
+    sea_query::Func::cust("translate")
+        .args([
+            x,
+            SqlExpr::val("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+            SqlExpr::val("abcdefghijklmnopqrstuvwxyz"),
+        ])
+        .into()
+}
+
 /// The sizes a swap measured: members now, members added, members removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SwapCounts {

@@ -197,13 +197,17 @@ fn money_is_exact_at_the_boundary_through_the_store_api() {
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(db.members(at_least), [1, 2].into());
     assert_eq!(db.members(over), [2].into());
-    // Explain and preview speak Spark SQL too.
+    // Explain shows the SQL Spark runs: every node whole, reading no segment table, though
+    // the planner's reuse is still reported; preview counts on Spark.
     let explained = store.explain(over).expect("explain");
-    assert!(
-        explained.nodes[0].sql.contains('`'),
-        "{}",
-        explained.nodes[0].sql
-    );
+    let node = explained
+        .nodes
+        .iter()
+        .find(|n| n.rule_id == over)
+        .expect("node");
+    assert!(node.reuse.is_some(), "{explained:?}");
+    assert!(node.sql.contains('`'), "{}", node.sql);
+    assert!(!node.sql.contains("segment_output_"), "{}", node.sql);
     let spec: am_core::rule::RuleSpec = serde_json::from_str(
         r#"{"rule_name": "preview", "conditions": [{"field": "total_spend", "operator": ">=", "value": 1000}]}"#,
     )
@@ -308,4 +312,68 @@ fn a_standalone_cluster_computes_the_same_members() {
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(db.members(at_least), [1, 2].into());
     assert_eq!(db.members(over), [2].into());
+}
+
+#[test]
+fn contains_and_starts_with_fold_ascii_letters_only_on_spark() {
+    use am_core::expr::Pred;
+    use am_core::field::Field;
+
+    use crate::engine::{checked, folding_cases, folding_users};
+    use crate::engines::insert_users;
+
+    let mut db = TestDb::new(Engine::Sqlite);
+    insert_users(db.conn(), &folding_users());
+    // Spark's `lower` folds every letter; the contract folds ASCII letters only.
+    let cases = folding_cases();
+    let mut case = Case::new();
+    for (i, (test, _)) in cases.iter().enumerate() {
+        let condition = Expr::Pred(Pred::Profile {
+            field: Field::Name,
+            test: test.clone(),
+        });
+        case.add_direct(
+            db.conn(),
+            i as RuleId + 1,
+            checked(Some(condition), vec![], None),
+        );
+    }
+    let store = on_spark(&db.store, SparkSource::Jdbc);
+    let report = store
+        .refresh_planned(&case.plan, &case.rules, as_of(), &NoProgress)
+        .expect("refresh");
+    assert!(report.succeeded(), "{report:?}");
+    for (i, (test, expected)) in cases.iter().enumerate() {
+        let expected: BTreeSet<i64> = expected.iter().copied().collect();
+        assert_eq!(db.members(i as RuleId + 1), expected, "{test:?}");
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn jdbc_reads_a_postgresql_store_over_tcp() {
+    let server = am_testkit::postgres::server();
+    let uri = server.tcp_uri(&crate::engines::postgres_location());
+    let store = Store::open(uri.as_str()).expect("open over TCP");
+    let conn = store.connection().expect("connection");
+    let mut db = TestDb {
+        engine: Engine::Postgres,
+        store,
+        conn,
+        dir: None,
+    };
+    add_payments(&mut db);
+    let (at_least, over) = money_rules(&db.store);
+    let spark = on_spark(&db.store, SparkSource::Jdbc);
+    let report = refresh(&spark, RefreshTargets::All).expect("refresh");
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.engine, "spark");
+    assert_eq!(db.members(at_least), [1, 2].into());
+    assert_eq!(db.members(over), [2].into());
+    // A socket-only URI cannot be read through JDBC: the refresh says so.
+    let socket = Store::open(crate::engines::postgres_location().as_str()).expect("open");
+    money_rules(&socket);
+    let err = refresh(&on_spark(&socket, SparkSource::Jdbc), RefreshTargets::All)
+        .expect_err("unix socket");
+    assert!(err.to_string().contains("over TCP"), "{err}");
 }

@@ -398,15 +398,8 @@ pub(crate) fn days_since(as_of: NaiveDate, last: SqlExpr) -> SqlExpr {
 /// its locale knows (`Ä` to `ä`), which would let `contains` match more than on SQLite; the
 /// contract folds ASCII letters only.
 pub(crate) fn ascii_position(x: SqlExpr, needle: &str) -> SqlExpr {
-    let folded: SqlExpr = Func::cust("translate")
-        .args([
-            x,
-            SqlExpr::val("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-            SqlExpr::val("abcdefghijklmnopqrstuvwxyz"),
-        ])
-        .into();
     Func::cust("strpos")
-        .args([folded, SqlExpr::val(needle.to_owned())])
+        .args([super::ascii_lower(x), SqlExpr::val(needle.to_owned())])
         .into()
 }
 

@@ -19,15 +19,11 @@ pub(crate) fn days_since(as_of: NaiveDate, last: SqlExpr) -> SqlExpr {
 /// `instr(translate(x, 'A..Z', 'a..z'), 'needle')`: Spark's `lower` folds every letter (`Ä`
 /// to `ä`); the contract folds ASCII letters only, as SQLite's `lower` does.
 pub(crate) fn ascii_position(x: SqlExpr, needle: &str) -> SqlExpr {
-    let folded: SqlExpr = Func::cust("translate")
-        .args([
-            x,
-            SqlExpr::val("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-            SqlExpr::val("abcdefghijklmnopqrstuvwxyz"),
-        ])
-        .into();
     Func::cust("instr")
-        .args([folded, SqlExpr::val(needle.to_owned())])
+        .args([
+            crate::backend::ascii_lower(x),
+            SqlExpr::val(needle.to_owned()),
+        ])
         .into()
 }
 
