@@ -156,8 +156,13 @@ pub fn report_text(report: &RefreshReport) -> String {
         ));
     }
     if total > 0 {
+        let shared = if report.engine == "spark" {
+            "to reach Spark and its data"
+        } else {
+            "for the aggregates the rules share"
+        };
         out.push_str(&format!(
-            "took {}: {} for the aggregates the rules share, then each segment's own build and swap (TIME)\n",
+            "took {}: {} {shared}, then each segment's own build and swap (TIME)\n",
             output::duration(report.elapsed),
             output::duration(report.aggregates),
         ));
@@ -219,6 +224,7 @@ mod tests {
         );
         let report = RefreshReport {
             as_of: parse_as_of("2025-06-30 12:00:00").expect("time"),
+            engine: "sqlite".into(),
             nodes: vec![
                 node(1, NodeStatus::Succeeded, None),
                 node(2, NodeStatus::Failed, Some(long)),

@@ -16,6 +16,8 @@ mod rules;
 mod run;
 mod runs;
 mod serve;
+#[cfg(feature = "spark")]
+mod spark;
 mod surface;
 mod terminal;
 
