@@ -10,6 +10,10 @@
 //! Every rule's member count from (2) is checked against (3), so the speed is not bought with
 //! a wrong answer.
 //!
+//! `--db postgres://...` runs it on PostgreSQL (the server's CPU counts when it is local);
+//! `--engine sc://HOST:PORT` (built with `--features spark`) computes the segments on Spark
+//! from a Parquet copy of the data (`--server-pid` of the Connect server counts its CPU).
+//!
 //! `--mix broad` (the default) gives the rules audiences of up to 95% of users (mean 35%),
 //! `--mix targeted` marketing-sized ones (0.6% to 18%, mean 5%): beyond the shared scan, a
 //! rule costs a scan of the shared aggregates and the writing of its members.
@@ -71,6 +75,11 @@ struct Args {
     engine_only: bool,
     /// Also refresh the rules as `am run` plans them, with the finder's reuse between them.
     reuse: bool,
+    /// Compute the segments on Spark (`sc://HOST:PORT`), from a Parquet copy of the data in
+    /// Spark's catalog (feature `spark`).
+    engine: Option<String>,
+    /// A local process whose CPU time counts too (the Spark Connect server's JVM).
+    server_pid: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -83,6 +92,8 @@ fn parse_args() -> Result<Args, String> {
         db: None,
         engine_only: false,
         reuse: false,
+        engine: None,
+        server_pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +117,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--engine-only" => args.engine_only = true,
             "--reuse" => args.reuse = true,
+            "--engine" => args.engine = Some(value()?),
+            "--server-pid" => {
+                args.server_pid = Some(value()?.parse().map_err(|e| format!("--server-pid: {e}"))?);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -133,10 +148,14 @@ fn ticks(t: u64) -> Duration {
 /// machine, of the server: its postmaster with every child it has reaped, plus its live
 /// children (backends, parallel workers, background writers). `None` where `/proc` is
 /// missing.
-fn cpu_time(server: Option<u32>) -> Option<Duration> {
+fn cpu_time(server: Option<Server>) -> Option<Duration> {
     let me = proc_stat("self")?;
     let mut total = me.get(11)? + me.get(12)?;
-    if let Some(postmaster) = server {
+    if let Some(Server::Process(pid)) = server {
+        let p = proc_stat(&pid.to_string())?;
+        total += p.get(11)? + p.get(12)?;
+    }
+    if let Some(Server::Postmaster(postmaster)) = server {
         let pm = proc_stat(&postmaster.to_string())?;
         total += pm.get(11)? + pm.get(12)? + pm.get(13)? + pm.get(14)?;
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -180,7 +199,16 @@ struct Timing {
     cpu: Option<Duration>,
 }
 
-fn timed<T>(server: Option<u32>, step: impl FnOnce() -> T) -> (T, Timing) {
+/// A server on this machine whose CPU time counts as the engine's.
+#[derive(Clone, Copy)]
+enum Server {
+    /// PostgreSQL: the postmaster and its children.
+    Postmaster(u32),
+    /// One process (all its threads), e.g. a Spark Connect server running `local[N]`.
+    Process(u32),
+}
+
+fn timed<T>(server: Option<Server>, step: impl FnOnce() -> T) -> (T, Timing) {
     let cpu = cpu_time(server);
     let started = Instant::now();
     let out = step();
@@ -230,6 +258,55 @@ fn conditions(mix: Mix, k: usize) -> Vec<serde_json::Value> {
     }
 }
 
+/// The store with its segments computed on Spark from a Parquet copy of its data in the
+/// Spark database `am_bench_<users>_<transactions>` (copied through JDBC once).
+#[cfg(feature = "spark")]
+fn on_spark(
+    store: &Store,
+    url: &str,
+    location: &Location,
+    users: u64,
+    transactions: u64,
+) -> Result<Store, Box<dyn std::error::Error>> {
+    use am_sql::backend::spark::{SparkEngine, SparkOptions, SparkSource, attach_store_tables};
+    let engine = SparkEngine::connect(url)?;
+    let database = format!("am_bench_{users}_{transactions}");
+    let copied = engine
+        .rows(&format!(
+            "SELECT count(*) FROM `{database}`.`credit_card_transactions`"
+        ))
+        .is_ok();
+    if copied {
+        println!("reusing the Spark database {database}");
+    } else {
+        println!("copying the data into the Spark database {database} (Parquet)");
+        let started = Instant::now();
+        engine.execute("SET spark.sql.session.timeZone = UTC")?;
+        attach_store_tables(&engine, location)?;
+        engine.execute(&format!("CREATE DATABASE IF NOT EXISTS `{database}`"))?;
+        for table in ["users", "credit_card_transactions", "upi_transactions"] {
+            engine.execute(&format!(
+                "CREATE TABLE `{database}`.`{table}` USING parquet AS SELECT * FROM `{table}`"
+            ))?;
+        }
+        println!("copied in {:.1?}", started.elapsed());
+    }
+    let mut options = SparkOptions::new(url);
+    options.source = SparkSource::Catalog(Some(database));
+    Ok(store.clone().with_spark(options)?)
+}
+
+#[cfg(not(feature = "spark"))]
+fn on_spark(
+    _: &Store,
+    _: &str,
+    _: &Location,
+    _: u64,
+    _: u64,
+) -> Result<Store, Box<dyn std::error::Error>> {
+    Err("--engine needs the bench built with --features spark".into())
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -257,9 +334,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(path.clone())?;
     let mut conn = store.connection()?;
     // On PostgreSQL the work is the server's: its CPU counts too.
-    let server = match path {
-        Location::Sqlite(_) => None,
-        _ => local_postmaster(conn.as_mut()),
+    let server = match (&path, args.server_pid) {
+        (_, Some(pid)) => Some(Server::Process(pid)),
+        (Location::Sqlite(_), None) => None,
+        _ => local_postmaster(conn.as_mut()).map(Server::Postmaster),
+    };
+    let spark = match &args.engine {
+        Some(url) => Some(on_spark(&store, url, &path, args.users, args.transactions)?),
+        None => None,
     };
     let has_data = store.summary()?.total_users > 0;
     if !has_data {
@@ -342,8 +424,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // Refreshes `selected` of a plan through the engine, timed.
     let mut refresh = |plan: &Plan, selected: &BTreeSet<RuleId>| {
-        timed(server, || {
-            refresh_plan(
+        timed(server, || match &spark {
+            Some(spark) => {
+                let mut part = plan.clone();
+                part.nodes.retain(|n| selected.contains(&n.rule_id));
+                spark.refresh_planned(&part, &rules, as_of, &NoProgress)
+            }
+            None => refresh_plan(
                 conn.as_mut(),
                 plan,
                 selected,
@@ -352,7 +439,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 selected,
                 as_of,
                 &NoProgress,
-            )
+            ),
         })
     };
 
@@ -453,7 +540,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!();
     println!(
-        "{} users, {} transactions, {} rules over one 90-day window{}",
+        "engine {}: {} users, {} transactions, {} rules over one 90-day window{}",
+        report.engine,
         args.users,
         args.transactions,
         rules.len(),
@@ -503,12 +591,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    println!(
-        "| {} rules one by one (standalone queries) | {:.2} | {} |",
-        rules.len(),
-        secs(naive.wall),
-        cpu(&naive)
-    );
+    if !args.engine_only {
+        println!(
+            "| {} rules one by one (standalone queries) | {:.2} | {} |",
+            rules.len(),
+            secs(naive.wall),
+            cpu(&naive)
+        );
+    }
     println!();
     println!(
         "{} rules through the engine / one rule: {:.2}x wall, {} CPU (target <= 3x)",
@@ -516,10 +606,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         secs(shared.wall) / secs(one.wall),
         ratio(shared.cpu, one.cpu)
     );
-    println!(
-        "one by one / through the engine: {:.1}x wall, {} CPU",
-        secs(naive.wall) / secs(shared.wall),
-        ratio(naive.cpu, shared.cpu)
-    );
+    if !args.engine_only {
+        println!(
+            "one by one / through the engine: {:.1}x wall, {} CPU",
+            secs(naive.wall) / secs(shared.wall),
+            ratio(naive.cpu, shared.cpu)
+        );
+    }
     Ok(())
 }
