@@ -898,7 +898,7 @@ pub(crate) fn planner_of(rules: &BTreeMap<RuleId, EngineRule>) -> Result<Planner
 /// self-contained, and exact whatever the state of the stored segments. `definition` gives a
 /// segment's set expression (its plan node's, or its rule's); `depth` counts the segments
 /// inlined on the way here.
-pub(crate) fn inline_segments(
+fn inline_segments(
     s: &SetExpr,
     definition: &dyn Fn(RuleId) -> Option<SetExpr>,
     depth: usize,

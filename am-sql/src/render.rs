@@ -259,23 +259,6 @@ impl AggregateLayout {
     /// scope's filter becomes a `CASE` inside its aggregates. Users with transactions but no
     /// profile are left out, so the table's rows are members' candidates on their own.
     pub fn fill_statement(&self, table: &SharedTable, as_of: Timestamp) -> InsertStatement {
-        let (columns, select) = self.fill_select(table, as_of);
-        let mut insert = Query::insert();
-        insert
-            .into_table(Alias::new(table.name.clone()))
-            .columns(columns);
-        // The select has exactly the listed columns, so this cannot fail.
-        let _ = insert.select_from(select);
-        insert
-    }
-
-    /// The columns of `agg_<n>` and the `SELECT` that fills it (see
-    /// [`AggregateLayout::fill_statement`]).
-    pub fn fill_select(
-        &self,
-        table: &SharedTable,
-        as_of: Timestamp,
-    ) -> (Vec<Alias>, SelectStatement) {
         let mut select = Query::select();
         select.column((SCAN, USER_ID));
         let mut columns = vec![Alias::new(USER_ID)];
@@ -321,7 +304,13 @@ impl AggregateLayout {
             .from_subquery(scan, SCAN)
             .group_by_col((SCAN, USER_ID))
             .and_having(SqlExpr::col((SCAN, USER_ID)).in_subquery(profiles));
-        (columns, select)
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(table.name.clone()))
+            .columns(columns);
+        // The select has exactly the listed columns, so this cannot fail.
+        let _ = insert.select_from(select);
+        insert
     }
 
     /// Decides whether the refresh builds the users table: when at least one filter of `sets`

@@ -1,14 +1,13 @@
 //! Spark as the engine of refreshes, explain and preview: the store (SQLite or PostgreSQL)
 //! keeps rules, catalog, runs and members; Spark computes each segment.
 //!
-//! A refresh on Spark caches the per-user aggregates its nodes read, one table per (source,
-//! window) as the store's engine shares them, as temporary tables of its session; then, per
-//! node in plan order, it renders the node's self-contained set (the segments it reads
-//! inlined, so it reads only the data tables and those aggregates) as Spark SQL, writes the
-//! members into the Spark table `<database>.segment_output_<id>` (`INSERT OVERWRITE`), reads
-//! them back, and swaps them into the store's `segment_output_<id>` with the store's own
-//! atomic swap, catalog row and run. The catalog records `spark` as the engine, and as
-//! `sql_query` the same query with the aggregates as subqueries, which runs on Spark alone.
+//! A refresh on Spark, per node in plan order: render the node's self-contained set (the
+//! segments it reads inlined, so it reads only the data tables) as Spark SQL, write the
+//! members into the Spark table `<database>.segment_output_<id>` (`INSERT OVERWRITE`), read
+//! them back, and swap them into the store's `segment_output_<id>` with the store's own
+//! atomic swap, catalog row and run. The catalog records `spark` as the engine and the Spark
+//! SQL that ran as `sql_query`. Sharing one scan of the window between rules (cached
+//! aggregates) was measured and saved nothing at 1M/20M: moving the members dominates.
 //!
 //! Where the data are ([`SparkSource`]): tables of Spark's catalog (`users`,
 //! `credit_card_transactions`, `upi_transactions`, e.g. Parquet in a lake), or the store's
@@ -37,11 +36,8 @@ use crate::catalog::segment_table_name;
 use crate::conn::{Conn, Datum, TxMode, transaction};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::refresh::{Builder, Compute, Job, inline_segments};
-use crate::render::{
-    AggregateLayout, AggregateNeeds, Aggregates, RenderContext, USER_ID, collect_set_needs,
-    render_set,
-};
+use crate::refresh::{Builder, Compute, Job};
+use crate::render::{Aggregates, RenderContext, USER_ID, render_set};
 use crate::store::{Location, Store};
 
 /// Where Spark reads the data tables from.
@@ -342,8 +338,8 @@ impl Compute for SparkCompute {
 
     fn builder<'a>(
         &'a self,
-        conn: &mut dyn Conn,
-        nodes: &[&PlanNode],
+        _conn: &mut dyn Conn,
+        _nodes: &[&PlanNode],
         as_of: Timestamp,
         progress: &dyn Progress,
     ) -> Result<Box<dyn Builder + 'a>> {
@@ -352,47 +348,13 @@ impl Compute for SparkCompute {
         let engine = self.session()?;
         let database = self.options.segment_database().to_owned();
         engine.execute(&format!("CREATE DATABASE IF NOT EXISTS `{database}`"))?;
-        // The per-user aggregates the nodes read, one cached table per (source, window):
-        // the window's transactions are scanned once, not once per rule.
-        let definition = |id: RuleId| {
-            nodes
-                .iter()
-                .find(|n| n.rule_id == id)
-                .map(|n| n.compute.clone())
-        };
-        let mut needs = AggregateNeeds::new();
-        for node in nodes {
-            collect_set_needs(&inline_segments(&node.compute, &definition, 0), &mut needs);
-        }
-        let layout = AggregateLayout::new(Dialect::Spark, &needs);
-        let mut builder = SparkBuilder {
+        progress.finish("Spark ready");
+        Ok(Box::new(SparkBuilder {
             engine,
             database,
             as_of,
-            layout,
-            cached: Vec::new(),
-            took: Duration::ZERO,
-        };
-        progress.finish("Spark ready");
-        progress.begin("aggregates", Some(builder.layout.tables.len() as u64));
-        for table in &builder.layout.tables {
-            let (_, select) = builder.layout.fill_select(table, as_of);
-            // Inlined: a parameter marker is not allowed in a CACHE statement.
-            let sql = Dialect::Spark.inline(&select);
-            let name = Dialect::Spark.quote(&table.name);
-            builder.cached.push(name.clone());
-            if let Err(e) = builder
-                .engine
-                .execute(&format!("CACHE TABLE {name} AS {sql}"))
-            {
-                builder.finish(conn);
-                return Err(e);
-            }
-            progress.advance(1);
-        }
-        progress.finish("aggregates ready");
-        builder.took = began.elapsed();
-        Ok(Box::new(builder))
+            took: began.elapsed(),
+        }))
     }
 }
 
@@ -410,9 +372,6 @@ struct SparkBuilder {
     engine: SparkEngine,
     database: String,
     as_of: Timestamp,
-    /// The shared aggregates, as cached temporary views of the session.
-    layout: AggregateLayout,
-    cached: Vec<String>,
     took: Duration,
 }
 
@@ -450,14 +409,7 @@ impl Builder for SparkBuilder {
         self_contained: &SetExpr,
         publish: &mut dyn FnMut(&mut dyn Conn, &SwapCounts) -> Result<()>,
     ) -> Result<SwapCounts> {
-        // Scopes missing from the cached aggregates fall back to subqueries.
-        let shared = RenderContext {
-            dialect: Dialect::Spark,
-            as_of: self.as_of,
-            aggregates: Aggregates::Shared(&self.layout),
-            base_first: false,
-        };
-        let select = render_set(self_contained, &shared);
+        let select = render_set(self_contained, &standalone(self.as_of));
         let (sql, values) = Dialect::Spark.build(&select);
         let table = format!("`{}`.`{}`", self.database, segment_table_name(rule_id));
         self.engine.execute(&format!(
@@ -471,18 +423,7 @@ impl Builder for SparkBuilder {
         swap_in(conn, rule_id, &members, publish)
     }
 
-    fn finish(&mut self, _conn: &mut dyn Conn) {
-        for name in std::mem::take(&mut self.cached) {
-            // Gone with the session anyway; freeing the memory early is a courtesy.
-            if let Err(e) = self
-                .engine
-                .execute(&format!("UNCACHE TABLE IF EXISTS {name}"))
-            {
-                tracing::debug!("uncaching {name}: {e}");
-            }
-            let _ = self.engine.execute(&format!("DROP VIEW IF EXISTS {name}"));
-        }
-    }
+    fn finish(&mut self, _conn: &mut dyn Conn) {}
 }
 
 /// The scratch table members computed elsewhere are loaded into before the swap.
