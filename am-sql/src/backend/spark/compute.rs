@@ -131,6 +131,9 @@ impl Store {
         if let Some(db) = &options.database {
             database_name(db, "--spark-database")?;
         }
+        if let SparkSource::Catalog(Some(db)) = &options.source {
+            database_name(db, "--spark-source catalog:DATABASE")?;
+        }
         super::client::authority(&options.url)?;
         let compute = SparkCompute {
             store: self.location().clone(),
@@ -482,6 +485,20 @@ mod tests {
             err.to_string(),
             "spark source \"parquet\": expected catalog, catalog:DATABASE or jdbc"
         );
+    }
+
+    #[test]
+    fn options_built_in_code_are_checked_too() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path().join("am.db")).expect("store");
+        let mut o = SparkOptions::new("sc://127.0.0.1:15002");
+        o.source = SparkSource::Catalog(Some("x`; DROP".into()));
+        let err = store.clone().with_spark(o).expect_err("bad name");
+        assert!(err.to_string().contains("not a database name"), "{err}");
+        let err = store
+            .with_spark(SparkOptions::new("127.0.0.1:15002"))
+            .expect_err("not a URL");
+        assert!(err.to_string().contains("sc://HOST:PORT"), "{err}");
     }
 
     #[test]
