@@ -175,6 +175,15 @@ pub enum RulesCommand {
         #[arg(long)]
         dot: bool,
     },
+    /// Plan a rule file against the stored rules and count its members now, saving nothing:
+    /// the size, the reuse the planner would find, and the SQL.
+    Preview {
+        /// The rule as JSON (`-` reads standard input).
+        file: PathBuf,
+        /// Evaluate relative windows as of this time instead of now (as `am run --as-of`).
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+    },
     /// Check a rule file without saving it; lists every problem with its JSON path.
     Validate {
         /// The rule as JSON (`-` reads standard input).

@@ -1,4 +1,4 @@
-//! `am rules`: add, list, show, edit, delete, explain and validate rules.
+//! `am rules`: add, list, show, edit, delete, explain, preview and validate rules.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write as _};
@@ -27,6 +27,7 @@ pub fn run(ctx: &Context, cmd: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Edit { rule, file } => edit(ctx, &rule, file.as_deref()),
         RulesCommand::Delete { rule } => delete(ctx, &rule),
         RulesCommand::Explain { rule, dot } => super::explain::run(ctx, &rule, dot),
+        RulesCommand::Preview { file, as_of } => preview(ctx, &file, as_of.as_deref()),
     }
 }
 
@@ -121,6 +122,61 @@ fn add(ctx: &Context, path: &Path) -> anyhow::Result<()> {
         "created rule #{id} {:?}; build its segment with `am run {id}`\n",
         rule.spec.rule_name
     ))
+}
+
+fn preview(ctx: &Context, path: &Path, as_of: Option<&str>) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let name = input_name(path);
+    let body = rule_body(&store, &name, &read_input(path)?, "nothing was previewed")?;
+    let spec: RuleSpec = serde_json::from_str(&body).context("cannot read the rule back")?;
+    let as_of = as_of.map(super::run::parse_as_of).transpose()?;
+    let previewed = store.preview(&spec, None, as_of).map_err(|e| {
+        write_failed(
+            e,
+            &name,
+            "nothing was previewed",
+            format!("cannot preview {name}"),
+        )
+    })?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "rule_name": spec.rule_name,
+            "audience_size": previewed.audience_size,
+            "reuses": previewed.reuse,
+            "plan": {"text": previewed.plan.plan_text, "nodes": previewed.plan.nodes},
+            "sql": previewed.sql,
+        }));
+    }
+    let mut out = format!(
+        "{:?} would have {} now (nothing saved)
+",
+        spec.rule_name,
+        output::plural(previewed.audience_size, "member")
+    );
+    if let Some(reuse) = &previewed.reuse {
+        out.push_str(&format!(
+            "reuse: {}
+",
+            reuse.reason
+        ));
+    }
+    out.push_str(&format!(
+        "
+plan
+{}",
+        previewed.plan.plan_text
+    ));
+    out.push_str(
+        "
+sql
+",
+    );
+    for line in previewed.sql.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    output::print(&out)
 }
 
 /// A rule for scripts: the rule as written plus bookkeeping and its segment, flat like the

@@ -107,6 +107,9 @@ impl Scratch {
             .env_remove("AM_DB")
             .env_remove("AM_API_TOKEN")
             .env_remove("AM_ALLOWED_HOSTS")
+            .env_remove("AM_ENGINE")
+            .env_remove("AM_SPARK_SOURCE")
+            .env_remove("AM_SPARK_DATABASE")
             .env_remove("RUST_LOG");
         if let Some(uri) = &self.uri {
             cmd.args(["--db", uri]);

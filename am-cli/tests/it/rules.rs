@@ -270,3 +270,64 @@ bad.json: conditions[1].operator: is required; allowed for total_spend (money): 
     let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
     assert_eq!(v.as_array().map(Vec::len), Some(1), "nothing was added");
 }
+
+on_every_engine!(preview_counts_a_rule_file_and_saves_nothing);
+fn preview_counts_a_rule_file_and_saves_nothing(engine: Engine) {
+    let s = Scratch::on(engine);
+    s.write(
+        "spenders.json",
+        r#"{"rule_name": "Spenders", "conditions": [{"field": "total_spend", "operator": ">", "value": 1000}]}"#,
+    );
+    for args in [
+        vec!["init"],
+        vec![
+            "generate",
+            "--users",
+            "100",
+            "--transactions",
+            "1000",
+            "--end",
+            "2025-06-30",
+        ],
+    ] {
+        let out = run(s.am().args(&args));
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let out = run(s.am().args(["--json", "rules", "preview", "spenders.json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let previewed: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let size = previewed["audience_size"].as_i64().expect("size");
+    assert!(
+        previewed["sql"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("SELECT"))
+    );
+    assert_eq!(s.count("rule_table"), 0, "nothing saved");
+
+    // The same rule, saved and built, has exactly the members the preview counted.
+    assert_eq!(run(s.am().args(["rules", "add", "spenders.json"])).code, 0);
+    assert_eq!(run(s.am().args(["run", "--all"])).code, 0);
+    assert_eq!(s.count("segment_output_1"), size);
+    let out = run(s.am().args(["rules", "preview", "spenders.json"]));
+    assert!(
+        out.stdout
+            .starts_with(&format!("\"Spenders\" would have {size} member")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("reuse: same condition as rule #1"),
+        "{}",
+        out.stdout
+    );
+
+    s.write("typo.json", r#"{"rule_name": "x", "conditons": []}"#);
+    let out = run(s.am().args(["rules", "preview", "typo.json"]));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("typo.json: conditons: unknown key; did you mean conditions?"),
+        "{}",
+        out.stderr
+    );
+}

@@ -84,6 +84,27 @@ fn run_on_spark_gives_the_same_members_and_the_server_serves_them() {
         );
     }
 
+    // Preview on Spark counts what the refresh built.
+    let out = run(s.am().args([
+        "--engine",
+        &url,
+        "--spark-source",
+        "jdbc",
+        "--json",
+        "rules",
+        "preview",
+        "tier.json",
+        "--as-of",
+        "2025-06-30T12:00:00Z",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let previewed: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(previewed["audience_size"].as_i64(), Some(before[0]));
+    assert!(
+        previewed["sql"].as_str().is_some_and(|q| q.contains('`')),
+        "Spark SQL: {previewed}"
+    );
+
     // The server needs no engine to serve what Spark built.
     let mut server = Command::new(assert_cmd::cargo::cargo_bin("am"))
         .current_dir(s.dir.path())
