@@ -11,19 +11,40 @@ fn database_name(uri: &str) -> &str {
 }
 
 #[test]
-fn server_starts_and_listens_on_its_socket_only() {
+fn server_starts_and_listens_on_its_socket_and_loopback_only() {
     let pg = server();
     let socket = pg.socket_dir().join(format!(".s.PGSQL.{}", pg.port()));
     assert!(socket.exists(), "no socket at {}", socket.display());
-    let mut client = pg.client(&pg.fresh_database());
+    let database = pg.fresh_database();
+    let mut client = pg.client(&database);
     let row = client
         .query_one(
             "SELECT current_setting('listen_addresses'), current_user::text",
             &[],
         )
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "");
+    assert_eq!(row.get::<_, String>(0), "127.0.0.1");
     assert_eq!(row.get::<_, String>(1), pg.user());
+    // The same database over TCP, for clients without unix sockets (JDBC).
+    let tcp = pg.tcp_uri(&database);
+    assert_eq!(
+        tcp,
+        format!(
+            "postgres://{}@127.0.0.1:{}/{}",
+            pg.user(),
+            pg.port(),
+            database_name(&database)
+        )
+    );
+    let mut over_tcp = Client::connect(&tcp, NoTls).expect("connect over TCP");
+    let row = over_tcp
+        .query_one(
+            "SELECT current_database()::text, inet_server_addr()::text",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), database_name(&database));
+    assert_eq!(row.get::<_, String>(1), "127.0.0.1/32");
 }
 
 #[test]
