@@ -215,16 +215,18 @@ pub fn refresh_plan(
     progress: &dyn Progress,
 ) -> Result<RefreshReport> {
     refresh_plan_on(
-        conn, None, plan, selected, rules, request, targets, as_of, progress,
+        conn, None, None, plan, selected, rules, request, targets, as_of, progress,
     )
 }
 
 /// [`refresh_plan`], with the members computed by `compute` where given (another engine
-/// than the store's own, such as Spark).
+/// than the store's own, such as Spark), and the data version the caller already read, if
+/// it did (reading it can cost a query on that engine).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refresh_plan_on(
     conn: &mut dyn Conn,
     compute: Option<&dyn Compute>,
+    known_version: Option<i64>,
     plan: &Plan,
     selected: &BTreeSet<RuleId>,
     rules: &BTreeMap<RuleId, EngineRule>,
@@ -237,7 +239,17 @@ pub(crate) fn refresh_plan_on(
     book.open
         .extend(request.runs.values().map(|&run| (run, None)));
     let result = refresh_nodes(
-        conn, compute, plan, selected, rules, request, targets, as_of, progress, &mut book,
+        conn,
+        compute,
+        known_version,
+        plan,
+        selected,
+        rules,
+        request,
+        targets,
+        as_of,
+        progress,
+        &mut book,
     );
     if let Err(e) = &result {
         // Every run ends: those this refresh could not finish record why.
@@ -289,6 +301,7 @@ impl RunBook {
 fn refresh_nodes(
     conn: &mut dyn Conn,
     compute: Option<&dyn Compute>,
+    known_version: Option<i64>,
     plan: &Plan,
     selected: &BTreeSet<RuleId>,
     rules: &BTreeMap<RuleId, EngineRule>,
@@ -325,7 +338,10 @@ fn refresh_nodes(
     }
     // Recorded before reading: a write during the refresh leaves the segments stale rather
     // than wrongly fresh.
-    let data_version = data_version(conn, compute)?;
+    let data_version = match known_version {
+        Some(version) => version,
+        None => data_version(conn, compute)?,
+    };
     let mut builder: Box<dyn Builder + '_> = match compute {
         Some(compute) => compute.builder(conn, &nodes, as_of, progress)?,
         None => Box::new(SharedAggregates::prepare(
@@ -968,16 +984,17 @@ impl Store {
             .into_iter()
             .map(|s| (s.rule_id, s))
             .collect();
-        let data_version = match data_version(conn, self.compute()) {
-            Ok(version) => version,
+        let known_version = match data_version(conn, self.compute()) {
+            Ok(version) => Some(version),
             // Another engine that cannot be reached: everything counts as stale, so the
             // refresh creates its runs and fails them with that engine's error.
             Err(e) if self.compute().is_some() => {
                 tracing::warn!("cannot read the data version from the engine: {e}");
-                i64::MIN
+                None
             }
             Err(e) => return Err(e),
         };
+        let data_version = known_version.unwrap_or(i64::MIN);
         let stale = stale_nodes(&plan, &rules, &segments, data_version, as_of);
         let in_plan: BTreeSet<RuleId> = plan.nodes.iter().map(|n| n.rule_id).collect();
         let targets: BTreeSet<RuleId> = match &request.targets {
@@ -996,6 +1013,7 @@ impl Store {
         refresh_plan_on(
             conn,
             self.compute(),
+            known_version,
             &plan,
             &selected,
             &rules,
@@ -1023,6 +1041,7 @@ impl Store {
         refresh_plan_on(
             conn.as_mut(),
             self.compute(),
+            None,
             plan,
             &all,
             rules,

@@ -101,6 +101,17 @@ pub(crate) fn compute_of(
     }
 }
 
+/// Rules `1..` with their conditions and shapes, each added to the database's rule table.
+pub(crate) fn case_of(conn: &mut dyn am_sql::conn::Conn, rules: &[(Expr, Shape)]) -> Case {
+    let mut case = Case::new();
+    for (i, (condition, shape)) in rules.iter().enumerate() {
+        let id = i as RuleId + 1;
+        let (rule, compute) = compute_of(id, shape, condition);
+        case.add(conn, id, rule, compute);
+    }
+    case
+}
+
 /// Every rule's segment and stored `sql_query` equal the evaluator's members; refreshed again
 /// over the same data, every segment is rebuilt over its old members: the same members, nobody
 /// entered or left, the old ones kept for `diff`.
@@ -111,12 +122,7 @@ fn segments_equal_the_evaluator(
 ) -> Result<(), TestCaseError> {
     let mut db = TestDb::new(engine);
     load_dataset(db.conn(), ds);
-    let mut case = Case::new();
-    for (i, (condition, shape)) in rules.iter().enumerate() {
-        let id = i as RuleId + 1;
-        let (rule, compute) = compute_of(id, shape, condition);
-        case.add(db.conn(), id, rule, compute);
-    }
+    let case = case_of(db.conn(), rules);
     let report = case.refresh(db.conn(), as_of());
     prop_assert!(report.succeeded(), "{:?}", report);
     let mut segments: BTreeMap<RuleId, BTreeSet<i64>> = BTreeMap::new();
