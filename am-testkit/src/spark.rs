@@ -282,7 +282,13 @@ impl SparkServer {
             command.arg("--conf").arg(setting);
         }
         self.spawn(command, "server.log")?;
-        self.wait_for_port(self.port, "server.log", "the Spark Connect server")
+        // The port answers a moment before the server says it has started; wait for both.
+        self.wait_for_port(self.port, "server.log", "the Spark Connect server")?;
+        self.wait_for_log(
+            "server.log",
+            "Spark Connect server started at",
+            "the Spark Connect server",
+        )
     }
 
     /// `program` of the Spark home, with the environment every process of a server shares.
