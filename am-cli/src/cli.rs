@@ -206,6 +206,10 @@ pub struct RunArgs {
     /// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS` or RFC 3339, UTC.
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// Rebuild every segment from all the data, instead of updating those the change log
+    /// allows from the users whose data or windows changed.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// The format of an export.

@@ -260,7 +260,7 @@ pub fn arb_expr() -> BoxedStrategy<Expr> {
     .boxed()
 }
 
-fn arb_user_profile() -> impl Strategy<
+pub fn arb_user_profile() -> impl Strategy<
     Value = (
         Option<String>,
         Option<String>,
@@ -279,7 +279,7 @@ fn arb_user_profile() -> impl Strategy<
     )
 }
 
-fn arb_transaction_row() -> impl Strategy<Value = (bool, i64, Transaction)> {
+pub fn arb_transaction_row() -> impl Strategy<Value = (bool, i64, Transaction)> {
     let text =
         |f: Field| proptest::option::weighted(0.9, select(text_domain(f)).prop_map(str::to_string));
     (

@@ -285,13 +285,47 @@ pub struct MembershipDiff {
     pub left: Vec<i64>,
 }
 
-/// Compares a segment with the members it had before its last refresh (the engine keeps
-/// them as `segment_output_<id>__previous`).
+/// Compares a segment with the members it had before its last refresh: a rebuild keeps them
+/// as `segment_output_<id>__previous`, an incremental update records who entered and left in
+/// `segment_output_<id>__changes`.
 pub fn membership_diff(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result<MembershipDiff> {
     let seg = segment(conn, id)?;
     let live = segment_table_name(seg.rule_id);
     let previous = crate::backend::previous_table_name(seg.rule_id);
     let has_previous = conn.dialect().table_exists(conn, &previous)?;
+    let changes = crate::backend::changes_table_name(seg.rule_id);
+    if conn.dialect().table_exists(conn, &changes)? {
+        // The last refresh updated the segment and recorded who entered and left.
+        let mut side = |entered: bool| -> Result<(i64, Vec<i64>)> {
+            let which = Expr::col("entered").eq(i32::from(entered));
+            let total = Query::select()
+                .expr(Expr::cust("count(*)"))
+                .from(Alias::new(changes.as_str()))
+                .and_where(which.clone())
+                .to_owned();
+            let total = conn.row(&total)?.i64(0)?;
+            let first = Query::select()
+                .column("user_id")
+                .from(Alias::new(changes.as_str()))
+                .and_where(which)
+                .order_by("user_id", Order::Asc)
+                .limit(u64::from(limit))
+                .to_owned();
+            let ids = conn
+                .rows(&first)?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<Result<Vec<i64>>>()?;
+            Ok((total, ids))
+        };
+        let ((entered_total, entered), (left_total, left)) = (side(true)?, side(false)?);
+        return Ok(MembershipDiff {
+            entered_total,
+            left_total,
+            entered,
+            left,
+        });
+    }
     let ids = |table: &str| {
         Query::select()
             .column("user_id")

@@ -343,6 +343,8 @@ pub fn generate(
         let report = load(conn, options, progress)?;
         dialect.bulk_load_end(conn)?;
         crate::tracking::bump_data_version(conn)?;
+        // Every user may have changed: segments built before are rebuilt in full.
+        crate::tracking::restart_change_log(conn)?;
         progress.begin("commit", None);
         Ok(report)
     })?;

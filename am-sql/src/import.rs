@@ -13,7 +13,7 @@
 //! when skipping bad rows, naming the line: skipping that one "row" would drop the good
 //! rows it swallowed without a word.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 
 use sea_query::{Alias, Expr, ExprTrait, Query, Value, Values};
@@ -218,10 +218,11 @@ fn import_rows<R: Read>(
     // tracking is paused inside it only (see `Dialect::bulk_load_begin`).
     transaction(conn, TxMode::Write, |conn| {
         conn.dialect().bulk_load_begin(conn)?;
-        let report = import_in(conn, table, csv, header, options, progress)?;
+        let (report, touched) = import_in(conn, table, csv, header, options, progress)?;
         conn.dialect().bulk_load_end(conn)?;
         if report.imported > 0 {
             crate::tracking::bump_data_version(conn)?;
+            crate::tracking::log_changed_users(conn, &touched)?;
         }
         Ok(report)
     })
@@ -235,8 +236,10 @@ fn import_in<R: Read>(
     header: &[usize],
     options: ImportOptions,
     progress: &dyn Progress,
-) -> Result<ImportReport> {
+) -> Result<(ImportReport, BTreeSet<i64>)> {
     let mut bad = BadRows::default();
+    // The users the imported rows belong to, for the change log.
+    let mut touched = BTreeSet::new();
     // The first line whose quoted value may hide rows (see the module docs).
     let mut quote_line = None;
     let mut imported = 0u64;
@@ -347,6 +350,10 @@ fn import_in<R: Read>(
                     // may hide rows) nothing will be kept, so only validation goes on.
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
                         conn.execute_sql(&insert, Values(cells.iter().map(Cell::value).collect()))?;
+                        let owner = if table == ImportTable::Users { 0 } else { 1 };
+                        if let Some(Cell::Integer(user)) = cells.get(owner) {
+                            touched.insert(*user);
+                        }
                         imported += 1;
                         if imported.is_multiple_of(10_000) {
                             progress.advance(10_000);
@@ -372,11 +379,14 @@ fn import_in<R: Read>(
             quote_line,
         }));
     }
-    Ok(ImportReport {
-        imported,
-        skipped: bad.total,
-        errors: bad.rows,
-    })
+    Ok((
+        ImportReport {
+            imported,
+            skipped: bad.total,
+            errors: bad.rows,
+        },
+        touched,
+    ))
 }
 
 /// A bad row's problems, and when the row runs from `line` on to `end` (a quoted value

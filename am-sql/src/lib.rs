@@ -9,6 +9,7 @@ pub mod csv_text;
 pub mod datagen;
 pub mod error;
 pub mod import;
+pub mod incremental;
 pub mod progress;
 pub mod refresh;
 pub mod render;

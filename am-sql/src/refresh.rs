@@ -32,6 +32,8 @@ use crate::backend::{Dialect, SwapCounts};
 use crate::catalog::{self, Segment, SegmentRecord};
 use crate::conn::Conn;
 use crate::error::Result;
+pub use crate::incremental::RefreshMode;
+use crate::incremental::{self, AFFECTED, plan_increment};
 use crate::progress::Progress;
 use crate::render::{
     AggregateLayout, AggregateNeeds, Aggregates, RenderContext, collect_set_needs, render_set,
@@ -65,6 +67,8 @@ pub struct RefreshRequest {
     /// The owner token of the runs the refresh creates (see [`runs::fail_abandoned_runs`]);
     /// [`Store::refresh`] sets this process's.
     pub owner: Option<String>,
+    /// Whether segments may be updated from the change log rather than rebuilt.
+    pub mode: RefreshMode,
 }
 
 impl RefreshRequest {
@@ -76,6 +80,7 @@ impl RefreshRequest {
             trigger,
             runs: BTreeMap::new(),
             owner: None,
+            mode: RefreshMode::Auto,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct NodeOutcome {
     pub reused_from: Vec<RuleId>,
     pub error: Option<String>,
     pub run_id: Option<RunId>,
+    /// Updated from the users whose inputs changed, rather than rebuilt from all the data.
+    pub incremental: bool,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -120,6 +127,8 @@ pub struct RefreshReport {
     /// `spark`.
     pub engine: String,
     pub nodes: Vec<NodeOutcome>,
+    /// How many users the incremental nodes re-evaluated, if any node was updated.
+    pub affected_users: Option<i64>,
     /// Preparing what the rules share before any segment is built: the store's aggregate
     /// tables, or Spark's session; each node's `duration` is its own build and swap only.
     #[serde(rename = "aggregates_ms", serialize_with = "millis")]
@@ -342,11 +351,25 @@ fn refresh_nodes(
         Some(version) => version,
         None => data_version(conn, compute)?,
     };
+    let mut affected_users = None;
     let mut builder: Box<dyn Builder + '_> = match compute {
         Some(compute) => compute.builder(conn, &nodes, as_of, progress)?,
-        None => Box::new(SharedAggregates::prepare(
-            conn, &nodes, rules, as_of, progress,
-        )),
+        None => {
+            let segments: BTreeMap<RuleId, Segment> = catalog::all_segments(conn)?
+                .into_iter()
+                .map(|s| (s.rule_id, s))
+                .collect();
+            let increment = plan_increment(conn, request.mode, &nodes, rules, &segments, as_of)?;
+            affected_users = increment.as_ref().map(|i| i.affected);
+            Box::new(Split::prepare(
+                conn,
+                &nodes,
+                increment.map(|i| i.nodes).unwrap_or_default(),
+                rules,
+                as_of,
+                progress,
+            ))
+        }
     };
     let aggregates = builder.prepared_in();
 
@@ -364,6 +387,7 @@ fn refresh_nodes(
         let started = Instant::now();
         let blocked = node.upstream.iter().find(|u| failed.contains(u)).copied();
         let reused_from = job.reused_from.clone();
+        let incremental = job.incremental;
         let result = match (builder.unusable(), blocked) {
             (_, Some(up)) => Err(Skip(format!("upstream rule #{up} failed"))),
             (Some(e), None) => Err(Fail(e)),
@@ -396,6 +420,7 @@ fn refresh_nodes(
                 reused_from,
                 error: None,
                 run_id: run,
+                incremental,
             },
             Err(why) => {
                 failed.insert(id);
@@ -421,6 +446,7 @@ fn refresh_nodes(
                     reused_from,
                     error: Some(message),
                     run_id: run,
+                    incremental,
                 }
             }
         };
@@ -428,11 +454,15 @@ fn refresh_nodes(
         progress.advance(1);
     }
     builder.finish(conn);
+    if compute.is_none() {
+        prune_change_log(conn);
+    }
     progress.finish("segments refreshed");
     Ok(RefreshReport {
         as_of,
         engine: builder.engine_name().to_owned(),
         nodes: outcomes,
+        affected_users,
         aggregates,
         elapsed: began.elapsed(),
     })
@@ -620,6 +650,8 @@ pub(crate) trait Builder {
 /// How one node is computed.
 pub(crate) struct Job {
     pub(crate) compute: SetExpr,
+    /// Updated from the affected users rather than rebuilt.
+    pub(crate) incremental: bool,
     /// Read the set the filter narrows member by member (see [`RenderContext::base_first`]).
     pub(crate) base_first: bool,
     /// The segments `compute` reads by the finder's reuse.
@@ -640,12 +672,15 @@ struct SharedAggregates {
 }
 
 impl SharedAggregates {
+    /// Fills the aggregates `nodes` read, for every user or, with `only`, for the users in
+    /// that table.
     fn prepare(
         conn: &mut dyn Conn,
         nodes: &[&PlanNode],
         rules: &BTreeMap<RuleId, EngineRule>,
         as_of: Timestamp,
         progress: &dyn Progress,
+        only: Option<&str>,
     ) -> SharedAggregates {
         let dialect = conn.dialect();
         let mut needs = AggregateNeeds::new();
@@ -672,6 +707,9 @@ impl SharedAggregates {
             collect_set_needs(own, &mut needs);
         }
         let mut layout = AggregateLayout::new(dialect, &needs);
+        if let Some(only) = only {
+            layout = layout.restricted_to(only);
+        }
         layout.plan_users_table(
             nodes.iter().map(|n| &n.compute).chain(own_forms.values()),
             as_of,
@@ -693,7 +731,11 @@ impl SharedAggregates {
         SharedAggregates {
             layout,
             own_forms,
-            users: crate::rules::count_rows(conn, "users").ok(),
+            // Restricted to a few users, every node is evaluated as planned.
+            users: match only {
+                Some(_) => None,
+                None => crate::rules::count_rows(conn, "users").ok(),
+            },
             failed: shared
                 .err()
                 .map(|e| format!("computing aggregates failed: {e}")),
@@ -733,6 +775,7 @@ impl Builder for SharedAggregates {
         };
         Job {
             compute: evaluation.compute,
+            incremental: self.layout.only.is_some(),
             base_first: evaluation.base_first,
             reused_from,
         }
@@ -753,9 +796,13 @@ impl Builder for SharedAggregates {
             base_first: job.base_first,
         };
         let select = render_set(&job.compute, &shared);
-        self.layout
-            .dialect
-            .rebuild_segment(conn, rule_id, select, publish)
+        if self.layout.only.is_some() {
+            incremental::apply(conn, rule_id, select, publish)
+        } else {
+            self.layout
+                .dialect
+                .rebuild_segment(conn, rule_id, select, publish)
+        }
     }
 
     fn finish(&mut self, conn: &mut dyn Conn) {
@@ -764,6 +811,143 @@ impl Builder for SharedAggregates {
             // The connection works with either value; failing to restore one is harmless.
             let _ = conn.batch(&statement);
         }
+    }
+}
+
+/// The store's own engine for one refresh: the nodes rebuilt read aggregates of every user,
+/// the nodes updated incrementally aggregates of the affected users only.
+struct Split {
+    full: Option<SharedAggregates>,
+    incremental: Option<SharedAggregates>,
+    updated: BTreeSet<RuleId>,
+}
+
+impl Split {
+    fn prepare(
+        conn: &mut dyn Conn,
+        nodes: &[&PlanNode],
+        updated: BTreeSet<RuleId>,
+        rules: &BTreeMap<RuleId, EngineRule>,
+        as_of: Timestamp,
+        progress: &dyn Progress,
+    ) -> Split {
+        let (inc, full): (Vec<&PlanNode>, Vec<&PlanNode>) =
+            nodes.iter().partition(|n| updated.contains(&n.rule_id));
+        let full = (!full.is_empty() || inc.is_empty())
+            .then(|| SharedAggregates::prepare(conn, &full, rules, as_of, progress, None));
+        let incremental = (!inc.is_empty())
+            .then(|| SharedAggregates::prepare(conn, &inc, rules, as_of, progress, Some(AFFECTED)));
+        Split {
+            full,
+            incremental,
+            updated,
+        }
+    }
+
+    fn part(&mut self, rule_id: RuleId) -> Option<&mut SharedAggregates> {
+        if self.updated.contains(&rule_id) {
+            self.incremental.as_mut()
+        } else {
+            self.full.as_mut()
+        }
+    }
+
+    fn any(&self) -> &SharedAggregates {
+        // `prepare` makes at least one of them.
+        self.full
+            .as_ref()
+            .or(self.incremental.as_ref())
+            .expect("a refresh prepares full or incremental aggregates")
+    }
+}
+
+impl Builder for Split {
+    fn dialect(&self) -> Dialect {
+        self.any().dialect()
+    }
+
+    fn engine_name(&self) -> &'static str {
+        self.any().engine_name()
+    }
+
+    fn prepared_in(&self) -> Duration {
+        [&self.full, &self.incremental]
+            .into_iter()
+            .flatten()
+            .map(|p| p.took)
+            .sum()
+    }
+
+    fn unusable(&self) -> Option<String> {
+        [&self.full, &self.incremental]
+            .into_iter()
+            .flatten()
+            .find_map(|p| p.failed.clone())
+    }
+
+    fn job(&mut self, conn: &mut dyn Conn, node: &PlanNode) -> Job {
+        match self.part(node.rule_id) {
+            Some(part) => part.job(conn, node),
+            None => Job {
+                compute: node.compute.clone(),
+                incremental: false,
+                base_first: false,
+                reused_from: Vec::new(),
+            },
+        }
+    }
+
+    fn build(
+        &mut self,
+        conn: &mut dyn Conn,
+        rule_id: RuleId,
+        job: &Job,
+        self_contained: &SetExpr,
+        publish: &mut dyn FnMut(&mut dyn Conn, &SwapCounts) -> Result<()>,
+    ) -> Result<SwapCounts> {
+        match self.part(rule_id) {
+            Some(part) => part.build(conn, rule_id, job, self_contained, publish),
+            None => Err(crate::Error::Database(format!(
+                "rule #{rule_id} has no aggregates prepared"
+            ))),
+        }
+    }
+
+    fn finish(&mut self, conn: &mut dyn Conn) {
+        for part in [&mut self.full, &mut self.incremental]
+            .into_iter()
+            .flatten()
+        {
+            part.finish(conn);
+        }
+        if self.incremental.is_some() {
+            incremental::drop_affected(conn);
+        }
+    }
+}
+
+/// How many changed users the change log keeps at most beyond what every segment has seen.
+const CHANGE_LOG_LIMIT: u64 = 10_000_000;
+
+/// Drops the changes every segment of this engine has seen (best effort: a log kept longer
+/// costs space only).
+fn prune_change_log(conn: &mut dyn Conn) {
+    let engine = conn.dialect().name();
+    let seen = catalog::all_segments(conn).map(|segments| {
+        segments
+            .iter()
+            .filter(|s| s.engine == engine)
+            .map(|s| s.data_version)
+            .min()
+    });
+    let result = match seen {
+        Ok(Some(seen)) => crate::tracking::prune_change_log(conn, seen, CHANGE_LOG_LIMIT),
+        Ok(None) => crate::tracking::data_version(conn)
+            .and_then(|now| crate::tracking::prune_change_log(conn, now, CHANGE_LOG_LIMIT)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!("could not prune the change log: {e}");
     }
 }
 

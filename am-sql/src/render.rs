@@ -180,6 +180,9 @@ pub struct AggregateLayout {
     /// The per-user table the rules that need `users` read instead, if the plan has such
     /// rules (see [`AggregateLayout::plan_users_table`]).
     pub users_table: Option<UsersTable>,
+    /// A table of user ids every statement over this layout is restricted to: the users an
+    /// incremental refresh re-evaluates. The aggregate tables then hold those users only.
+    pub only: Option<String>,
 }
 
 /// A scratch table with one row per user in `users`: the profile columns the plan's rules
@@ -218,6 +221,7 @@ impl AggregateLayout {
             tables: Vec::new(),
             by_scope: BTreeMap::new(),
             users_table: None,
+            only: None,
         };
         for (n, ((source, window), scopes)) in groups.into_iter().enumerate() {
             let mut table = SharedTable {
@@ -234,6 +238,16 @@ impl AggregateLayout {
             layout.tables.push(table);
         }
         layout
+    }
+
+    /// The layout restricted to the users in table `only` (see [`AggregateLayout::only`]); its
+    /// tables are named after it, so they live beside an unrestricted layout's.
+    pub fn restricted_to(mut self, only: &str) -> Self {
+        for table in &mut self.tables {
+            table.name = format!("{only}_{}", table.name);
+        }
+        self.only = Some(only.to_owned());
+        self
     }
 
     /// `CREATE TEMPORARY TABLE agg_<n> (user_id INTEGER PRIMARY KEY, <columns>)`.
@@ -295,6 +309,7 @@ impl AggregateLayout {
             prune.as_ref(),
             &scan_columns,
             as_of,
+            self.only.as_deref(),
         );
         // Only users with a profile: a rule may then read its members from this table alone
         // (`IN` on the rowid is a lookup per user, not per transaction).
@@ -322,7 +337,10 @@ impl AggregateLayout {
         as_of: Timestamp,
     ) {
         let mut wanted = UsersTable {
-            name: "agg_users".to_owned(),
+            name: match &self.only {
+                Some(only) => format!("{only}_agg_users"),
+                None => "agg_users".to_owned(),
+            },
             profile: BTreeSet::new(),
             needs: AggregateNeeds::new(),
         };
@@ -422,6 +440,9 @@ impl AggregateLayout {
                 );
             }
         }
+        if let Some(only) = &self.only {
+            select.and_where(SqlExpr::col((USERS, USER_ID)).in_subquery(ids_in(only)));
+        }
         select.order_by((USERS, USER_ID), sea_query::Order::Asc);
         let mut insert = Query::insert();
         insert.into_table(Alias::new(users.name.clone())).columns(
@@ -501,16 +522,8 @@ const BASE: &str = "b";
 /// Renders a set expression to `SELECT user_id ...` returning its members once each.
 pub fn render_set(s: &SetExpr, ctx: &RenderContext<'_>) -> SelectStatement {
     match s {
-        SetExpr::AllUsers => {
-            let mut q = Query::select();
-            q.column(USER_ID).from(USERS);
-            q
-        }
-        SetExpr::Segment(id) => {
-            let mut q = Query::select();
-            q.column(USER_ID).from(Alias::new(segment_table(*id)));
-            q
-        }
+        SetExpr::AllUsers => members_of(USERS, ctx),
+        SetExpr::Segment(id) => members_of(&segment_table(*id), ctx),
         SetExpr::Intersect(xs) => match xs.as_slice() {
             [] => render_set(&SetExpr::AllUsers, ctx),
             [one] => render_set(one, ctx),
@@ -542,6 +555,33 @@ pub fn render_set(s: &SetExpr, ctx: &RenderContext<'_>) -> SelectStatement {
     }
 }
 
+/// `SELECT user_id FROM <table>`, restricted as the context is.
+fn members_of(table: &str, ctx: &RenderContext<'_>) -> SelectStatement {
+    let mut q = Query::select();
+    q.column(USER_ID).from(Alias::new(table));
+    if let Some(only) = restriction(ctx) {
+        q.and_where(SqlExpr::col(USER_ID).in_subquery(ids_in(only)));
+    }
+    q
+}
+
+/// The table of user ids the statement is restricted to, if any (see
+/// [`AggregateLayout::only`]).
+fn restriction<'a>(ctx: &RenderContext<'a>) -> Option<&'a str> {
+    match ctx.aggregates {
+        Aggregates::Shared(layout) => layout.only.as_deref(),
+        Aggregates::Standalone => None,
+    }
+}
+
+/// `SELECT user_id FROM <table>`.
+fn ids_in(table: &str) -> SelectStatement {
+    Query::select()
+        .column(USER_ID)
+        .from(Alias::new(table))
+        .to_owned()
+}
+
 /// Renders a condition over all users (no dependencies, no reuse).
 pub fn render_condition(e: &Expr, ctx: &RenderContext<'_>) -> SelectStatement {
     render_filter(&SetExpr::AllUsers, e, ctx)
@@ -554,21 +594,15 @@ fn compound<'s>(
     op: UnionType,
     ctx: &RenderContext<'_>,
 ) -> SelectStatement {
-    let operand = |n: usize, x: &SetExpr| {
-        let mut q = Query::select();
-        match x {
-            SetExpr::Segment(id) => {
-                q.column(USER_ID).from(Alias::new(segment_table(*id)));
-            }
-            SetExpr::AllUsers => {
-                q.column(USER_ID).from(USERS);
-            }
-            _ => {
-                q.column(USER_ID)
-                    .from_subquery(render_set(x, ctx), Alias::new(format!("s{n}")));
-            }
+    let operand = |n: usize, x: &SetExpr| match x {
+        SetExpr::Segment(id) => members_of(&segment_table(*id), ctx),
+        SetExpr::AllUsers => members_of(USERS, ctx),
+        _ => {
+            let mut q = Query::select();
+            q.column(USER_ID)
+                .from_subquery(render_set(x, ctx), Alias::new(format!("s{n}")));
+            q
         }
-        q
     };
     let Some(first) = xs.next() else {
         return render_set(&SetExpr::AllUsers, ctx);
@@ -745,6 +779,9 @@ fn from_narrowed(
         table_ref = table_ref.alias(Alias::new(rows));
     }
     let on = SqlExpr::col((BASE, USER_ID)).equals((Alias::new(rows), USER_ID));
+    if let Some(only) = restriction(ctx) {
+        q.and_where(SqlExpr::col((Alias::new(rows), USER_ID)).in_subquery(ids_in(only)));
+    }
     match base {
         None => {
             q.column((Alias::new(rows), USER_ID)).from(table_ref);
@@ -851,6 +888,7 @@ pub fn scope_aggregates(
         scope.filter.as_deref(),
         &columns,
         as_of,
+        None,
     );
     q.from_subquery(scan, SCAN).group_by_col((SCAN, USER_ID));
     q
@@ -893,6 +931,7 @@ fn aggregate_column(d: Dialect, col: AggColumn, guard: Option<&Expr>) -> SqlExpr
 /// The transactions of a source inside a window (and a filter, if given), as rows of
 /// `user_id, cents, category, merchant, description, transaction_date`. Source `All` is both
 /// tables `UNION ALL`, with `merchant` null on UPI rows and `description` null on card rows.
+/// With `only`, the transactions of the users in that table.
 fn scan_statement(
     d: Dialect,
     source: Source,
@@ -900,6 +939,7 @@ fn scan_statement(
     filter: Option<&Expr>,
     columns: &BTreeSet<&'static str>,
     as_of: Timestamp,
+    only: Option<&str>,
 ) -> SelectStatement {
     let branch = |table: Source| {
         let name = if table == Source::Upi {
@@ -933,6 +973,9 @@ fn scan_statement(
         }
         if let Some(f) = filter {
             q.and_where(tx_condition(d, f, table, false));
+        }
+        if let Some(only) = only {
+            q.and_where(SqlExpr::col(USER_ID).in_subquery(ids_in(only)));
         }
         q
     };

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use am_core::error::{PlanError, Problem, ValidationErrors};
 use am_core::rule::{CheckedRule, RuleId, RuleSpec};
 
-use crate::backend::previous_table_name;
+use crate::backend::{changes_table_name, previous_table_name};
 use crate::catalog::{Page, segment_table_name};
 use crate::conn::{Conn, Row, TxMode, transaction};
 use crate::error::{Error, Result};
@@ -368,7 +368,11 @@ impl Store {
                 )));
             }
             let dialect = conn.dialect();
-            for table in [segment_table_name(id), previous_table_name(id)] {
+            for table in [
+                segment_table_name(id),
+                previous_table_name(id),
+                changes_table_name(id),
+            ] {
                 conn.batch(&format!("DROP TABLE IF EXISTS {}", dialect.quote(&table)))?;
             }
             // The catalog row goes with it (ON DELETE CASCADE); runs keep the rule's name.

@@ -10,6 +10,8 @@ pub const RULE_TABLE: &str = "rule_table";
 pub const SEGMENT_CATALOG: &str = "segment_catalog";
 pub const REFRESH_RUNS: &str = "refresh_runs";
 pub const DATA_VERSION: &str = "data_version";
+/// Which users each data change touched, by data version (see `tracking`).
+pub const DATA_CHANGES: &str = "data_changes";
 
 /// Now, UTC, to the millisecond: how our own tables (runs, catalog, rules) stamp times, so a
 /// run's duration can be read from its times.

@@ -3,7 +3,7 @@
 use am_core::expr::Timestamp;
 use am_sql::Store;
 use am_sql::error::one_line_short;
-use am_sql::refresh::{NodeStatus, RefreshReport, RefreshRequest, RefreshTargets};
+use am_sql::refresh::{NodeStatus, RefreshMode, RefreshReport, RefreshRequest, RefreshTargets};
 use am_sql::runs::RunTrigger;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -28,6 +28,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut request = RefreshRequest::new(targets, RunTrigger::Cli);
     request.as_of = args.as_of.as_deref().map(parse_as_of).transpose()?;
+    if args.full {
+        request.mode = RefreshMode::Full;
+    }
     let report = refresh(&store, request)?;
     if ctx.json {
         output::json(&report_json(&report)?)?;
@@ -155,6 +158,15 @@ pub fn report_text(report: &RefreshReport) -> String {
             not.join(", ")
         ));
     }
+    let updated = report.nodes.iter().filter(|n| n.incremental).count();
+    if let (true, Some(affected)) = (updated > 0, report.affected_users) {
+        out.push_str(&format!(
+            "updated {} from the {} whose data or windows changed; rebuilt {}\n",
+            output::plural(updated as i64, "segment"),
+            output::plural(affected, "user"),
+            output::count((total - updated) as i64),
+        ));
+    }
     if total > 0 {
         let shared = if report.engine == "spark" {
             "to reach Spark and its data"
@@ -213,6 +225,7 @@ mod tests {
             reused_from: vec![],
             error,
             run_id: None,
+            incremental: false,
         }
     }
 
@@ -234,6 +247,7 @@ mod tests {
                     Some("upstream rule #2 failed".into()),
                 ),
             ],
+            affected_users: None,
             aggregates: std::time::Duration::from_millis(300),
             elapsed: std::time::Duration::from_millis(340),
         };

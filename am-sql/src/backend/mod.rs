@@ -318,6 +318,12 @@ pub fn previous_table_name(rule_id: RuleId) -> String {
     format!("{}__previous", crate::catalog::segment_table_name(rule_id))
 }
 
+/// Who entered (`entered = 1`) and left (`0`) a segment at its last refresh, when that refresh
+/// updated it rather than rebuilt it: `segment_output_<id>__changes`.
+pub fn changes_table_name(rule_id: RuleId) -> String {
+    format!("{}__changes", crate::catalog::segment_table_name(rule_id))
+}
+
 /// `CREATE TABLE <table> (user_id INTEGER PRIMARY KEY)`, the contract's shape of a segment
 /// table.
 pub fn create_segment_table(dialect: Dialect, table: &str) -> sea_query::TableCreateStatement {

@@ -172,7 +172,7 @@ conformance! {
                 "SELECT count(*) FROM sqlite_master WHERE type IN ('trigger', 'index') AND sql IS NOT NULL
                    AND tbl_name IN ('users', 'credit_card_transactions', 'upi_transactions')",
             );
-            assert_eq!(objects, 9 + 2);
+            assert_eq!(objects, 9 + 4);
         }
         // A plain write still counts.
         delete_upi(db.conn(), 1);

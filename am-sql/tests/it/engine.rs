@@ -14,7 +14,8 @@ use am_core::rule::{CheckedRule, Operation, RuleId};
 use am_sql::conn::Conn;
 use am_sql::progress::NoProgress;
 use am_sql::refresh::{
-    EngineRule, NodeStatus, RefreshReport, RefreshRequest, RefreshTargets, refresh_plan,
+    EngineRule, NodeStatus, RefreshMode, RefreshReport, RefreshRequest, RefreshTargets,
+    refresh_plan,
 };
 use am_sql::render::segments_read;
 use am_sql::runs::RunTrigger;
@@ -163,8 +164,19 @@ impl Case {
     }
 
     pub(crate) fn refresh(&self, conn: &mut dyn Conn, as_of: Timestamp) -> RefreshReport {
+        self.refresh_in(conn, as_of, RefreshMode::Auto)
+    }
+
+    /// Refreshes every rule, choosing between rebuilds and updates as `mode` says.
+    pub(crate) fn refresh_in(
+        &self,
+        conn: &mut dyn Conn,
+        as_of: Timestamp,
+        mode: RefreshMode,
+    ) -> RefreshReport {
         let all: BTreeSet<RuleId> = self.rules.keys().copied().collect();
-        let request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+        let mut request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+        request.mode = mode;
         refresh_plan(
             conn,
             &self.plan,

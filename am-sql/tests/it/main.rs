@@ -8,6 +8,7 @@ mod datagen;
 mod differential;
 mod engine;
 mod import;
+mod incremental;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "spark")]

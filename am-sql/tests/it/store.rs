@@ -42,8 +42,9 @@ fn pragma(conn: &mut dyn Conn, name: &str) -> am_sql::conn::Cell {
 }
 
 /// The tables every database of ours has: the contract's and the platform's.
-const OUR_TABLES: [&str; 7] = [
+const OUR_TABLES: [&str; 8] = [
     "credit_card_transactions",
+    "data_changes",
     "data_version",
     "refresh_runs",
     "rule_table",

@@ -346,42 +346,68 @@ impl PgDb {
 
 /// Puts back a missing change-tracking trigger (dropped by hand, or by a load of one's own
 /// that did not restore it), counting that as a data change: writes made while it was
-/// missing went unseen. Returns whether it repaired anything.
+/// missing went unseen, and the change log may miss them, so it starts again. Returns whether
+/// it repaired anything.
 fn repair_change_tracking(client: &mut postgres::Client) -> Result<bool> {
+    let triggers = tracking_triggers();
+    let names: Vec<&str> = triggers.iter().map(|(name, _, _)| name.as_str()).collect();
     let present: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_trigger
              WHERE NOT tgisinternal AND tgname = ANY($1)",
-            &[&TRACKING_TRIGGERS.map(|(name, _)| name).to_vec()],
+            &[&names],
         )?
         .get(0);
-    if present == TRACKING_TRIGGERS.len() as i64 {
+    if present == triggers.len() as i64 {
         return Ok(false);
     }
     let mut tx = client.transaction()?;
-    for (name, table) in TRACKING_TRIGGERS {
+    for (name, table, create) in &triggers {
         tx.batch_execute(&format!(
-            "DROP TRIGGER IF EXISTS {name} ON {table};
-             CREATE TRIGGER {name}
-                 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
-                 FOR EACH STATEMENT EXECUTE FUNCTION am_bump_data_version();"
+            "DROP TRIGGER IF EXISTS {name} ON {table}; {create}"
         ))?;
     }
-    tx.batch_execute("UPDATE data_version SET version = version + 1 WHERE id = 1")?;
+    tx.batch_execute(
+        "UPDATE data_version SET version = version + 1 WHERE id = 1;
+         UPDATE data_version SET changes_from = version WHERE id = 1;
+         DELETE FROM data_changes;",
+    )?;
     tx.commit()?;
     tracing::warn!("the data-change triggers were missing and have been put back");
     Ok(true)
 }
 
-/// The change-tracking triggers the schema creates, with their tables.
-const TRACKING_TRIGGERS: [(&str, &str); 3] = [
-    ("users_data_version", "users"),
-    (
-        "credit_card_transactions_data_version",
-        "credit_card_transactions",
-    ),
-    ("upi_transactions_data_version", "upi_transactions"),
-];
+/// The change-tracking triggers the schema creates (migrations 1 and 2): name, table, DDL.
+fn tracking_triggers() -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    for table in crate::schema::DATA_TABLES {
+        let bump = format!("{table}_data_version");
+        out.push((
+            bump.clone(),
+            table,
+            format!(
+                "CREATE TRIGGER {bump} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION am_bump_data_version();"
+            ),
+        ));
+        for (op, rows) in [
+            ("INSERT", "NEW TABLE AS am_new_rows"),
+            (
+                "UPDATE",
+                "OLD TABLE AS am_old_rows NEW TABLE AS am_new_rows",
+            ),
+            ("DELETE", "OLD TABLE AS am_old_rows"),
+        ] {
+            let name = format!("{bump}_log_{}", op.to_ascii_lowercase());
+            let create = format!(
+                "CREATE TRIGGER {name} AFTER {op} ON {table} REFERENCING {rows} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION am_log_changes();"
+            );
+            out.push((name, table, create));
+        }
+    }
+    out
+}
 
 /// This process's owner sessions, by database URI.
 static OWNERS: OnceLock<Mutex<BTreeMap<String, (String, postgres::Client)>>> = OnceLock::new();

@@ -13,7 +13,8 @@ use am_core::rule::RuleId;
 use sea_query::SelectStatement;
 
 use crate::backend::{
-    Dialect, SwapCounts, create_segment_table, insert_members, next_table_name, previous_table_name,
+    Dialect, SwapCounts, changes_table_name, create_segment_table, insert_members, next_table_name,
+    previous_table_name,
 };
 use crate::catalog::segment_table_name;
 use crate::conn::{Conn, TxMode, transaction};
@@ -53,6 +54,11 @@ fn rebuild_in(
     let counts = if has_live {
         // The old members, for `diff`; readers of the live table are not in its way.
         conn.batch(&format!("DROP TABLE IF EXISTS {q_previous}"))?;
+        // An update's record of who entered and left; `__previous` says it after a rebuild.
+        conn.batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            d.quote(&changes_table_name(rule_id))
+        ))?;
         conn.batch(&d.table(&create_segment_table(d, &previous)))?;
         conn.batch(&format!(
             "INSERT INTO {q_previous} (user_id) SELECT user_id FROM {q_live} ORDER BY 1"

@@ -399,6 +399,7 @@ impl Builder for SparkBuilder {
         // Self-contained SQL reads no segment: Spark plans the whole definition itself.
         Job {
             compute: node.compute.clone(),
+            incremental: false,
             base_first: false,
             reused_from: Vec::new(),
         }

@@ -37,6 +37,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/02_indexes.sql")),
     M::up(include_str!("migrations/03_run_owners.sql")),
     M::up(include_str!("migrations/04_segment_engine.sql")),
+    M::up(include_str!("migrations/05_change_log.sql")),
 ];
 
 /// The schema version this program writes (`PRAGMA user_version`).
@@ -165,16 +166,32 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
 const TRACKED: [&str; 3] = ["INSERT", "UPDATE", "DELETE"];
 
 /// The names and DDL of the triggers that bump `data_version` on every write to the data
-/// tables (the schema's first migration created exactly these).
+/// tables and log the users each write touched (as migration 05 created them).
 pub(crate) fn tracking_triggers() -> Vec<(String, String)> {
+    let log = |row: &str, extra: &str| {
+        format!(
+            "INSERT INTO data_changes (version, user_id) SELECT version, {row}.user_id \
+             FROM data_version WHERE id = 1 AND {row}.user_id IS NOT NULL{extra};"
+        )
+    };
     DATA_TABLES
         .iter()
         .flat_map(|table| {
             TRACKED.iter().map(move |op| {
                 let name = format!("{table}_data_version_{}", op.to_ascii_lowercase());
+                let logs = match *op {
+                    "INSERT" => log("NEW", ""),
+                    "DELETE" => log("OLD", ""),
+                    _ => format!(
+                        "{}\n{}",
+                        log("OLD", ""),
+                        log("NEW", " AND NEW.user_id IS NOT OLD.user_id")
+                    ),
+                };
                 let sql = format!(
                     "CREATE TRIGGER {name} AFTER {op} ON {table}\n\
-                     BEGIN UPDATE data_version SET version = version + 1 WHERE id = 1; END;"
+                     BEGIN UPDATE data_version SET version = version + 1 WHERE id = 1;\n\
+                     {logs} END;"
                 );
                 (name, sql)
             })
@@ -316,4 +333,27 @@ pub(crate) fn read_faster(conn: &mut dyn Conn) -> Vec<String> {
         }
     }
     restore
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migrated_triggers_are_the_ones_repair_puts_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = SqliteDb::open(&dir.path().join("t.db")).expect("open");
+        let conn = db.connect().expect("connect");
+        for (name, sql) in tracking_triggers() {
+            let stored: String = conn
+                .inner()
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .expect(&name);
+            assert_eq!(format!("{stored};"), sql);
+        }
+    }
 }

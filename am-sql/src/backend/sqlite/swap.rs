@@ -15,7 +15,8 @@ use am_core::rule::RuleId;
 use sea_query::SelectStatement;
 
 use crate::backend::{
-    Dialect, SwapCounts, create_segment_table, insert_members, next_table_name, previous_table_name,
+    Dialect, SwapCounts, changes_table_name, create_segment_table, insert_members, next_table_name,
+    previous_table_name,
 };
 use crate::catalog::segment_table_name;
 use crate::conn::{Conn, TxMode, transaction};
@@ -65,6 +66,11 @@ fn rebuild_in(
         d.quote(&next_table_name(rule_id))
     ))?;
     conn.batch(&format!("DROP TABLE IF EXISTS {}", d.quote(&previous)))?;
+    // An update's record of who entered and left; `__previous` says it after a rebuild.
+    conn.batch(&format!(
+        "DROP TABLE IF EXISTS {}",
+        d.quote(&changes_table_name(rule_id))
+    ))?;
     if has_live {
         conn.batch(&format!(
             "ALTER TABLE {} RENAME TO {}",
