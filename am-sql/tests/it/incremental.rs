@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use am_core::arbitrary::{arb_dataset, arb_expr, arb_transaction_row, arb_user_profile, as_of};
 use am_core::evaluate::{Dataset, Transaction, User, evaluate_set};
-use am_core::expr::{Expr, TIMESTAMP_FORMAT, Timestamp};
+use am_core::expr::{
+    CmpOp, Expr, Pred, Scope, Source, TIMESTAMP_FORMAT, Test, Timestamp, Value, Window,
+};
+use am_core::field::Field;
 use am_core::rule::RuleId;
 use am_sql::conn::Conn;
 use am_sql::refresh::{NodeStatus, RefreshMode, RefreshReport};
@@ -17,7 +20,7 @@ use sea_query::{Alias, Expr as SqlExpr, ExprTrait, Query};
 
 use crate::differential::{Shape, arb_shape, case_of};
 use crate::engine::{Case, load_dataset};
-use crate::engines::{Engine, TestDb};
+use crate::engines::{Engine, TestDb, Write, fail_writes, stop_failing};
 
 type Profile = (
     Option<String>,
@@ -296,7 +299,7 @@ fn expected(case: &Case, ds: &Dataset, as_of: Timestamp) -> BTreeMap<RuleId, BTr
     segments
 }
 
-fn check(
+fn check_step(
     db: &mut TestDb,
     report: &RefreshReport,
     now: &BTreeMap<RuleId, BTreeSet<i64>>,
@@ -357,7 +360,7 @@ fn updates_equal_the_evaluator(
     let mut at = as_of();
     let first = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
     let mut before = expected(&case, &data.dataset(), at);
-    check(&mut db, &first, &before, None, 0)?;
+    check_step(&mut db, &first, &before, None, 0)?;
     for (step, (writes, hours)) in steps.iter().enumerate() {
         for etl in writes {
             data.apply(db.conn(), etl);
@@ -365,7 +368,7 @@ fn updates_equal_the_evaluator(
         at += chrono::Duration::hours(*hours);
         let report = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
         let now = expected(&case, &data.dataset(), at);
-        check(&mut db, &report, &now, Some(&before), step + 1)?;
+        check_step(&mut db, &report, &now, Some(&before), step + 1)?;
         before = now;
     }
     // A full rebuild agrees with the updates: nobody enters or leaves.
@@ -428,5 +431,93 @@ proptest! {
         steps in arb_steps(),
     ) {
         updates_equal_the_evaluator(Engine::Postgres, &ds, &rules, &steps)?;
+    }
+}
+
+/// `total_spend > 100.00` over the last 30 days.
+fn spent_over_100() -> Expr {
+    Expr::Pred(Pred::Aggregate {
+        field: Field::TotalSpend,
+        scope: Scope {
+            source: Source::All,
+            window: Window::LastDays(30),
+            filter: None,
+        },
+        test: Test::Cmp(CmpOp::Gt, Value::Money(100_00)),
+    })
+}
+
+fn tier(n: i64) -> Expr {
+    Expr::Pred(Pred::Profile {
+        field: Field::CityTier,
+        test: Test::Cmp(CmpOp::Eq, Value::Int(n)),
+    })
+}
+
+conformance! {
+    /// An update that fails half way leaves its segment and catalog row as they were (and the
+    /// rules built from it), and the next refresh catches up with every change since.
+    fn a_failed_update_changes_nothing_and_the_next_refresh_catches_up(db: &mut TestDb) {
+        let users: Vec<User> = (1..=4)
+            .map(|user_id| User {
+                user_id,
+                name: None,
+                email: None,
+                city_tier: Some(1 + user_id % 2),
+                created_at: None,
+            })
+            .collect();
+        let at = as_of();
+        let tx = |id: i64, user_id: i64, cents: i64| Transaction {
+            transaction_id: id,
+            user_id,
+            amount: Some(cents),
+            category: None,
+            merchant: Some("m".into()),
+            description: None,
+            transaction_date: Some(at - chrono::Duration::days(2)),
+        };
+        let ds = Dataset::new(users, vec![tx(1, 1, 150_00), tx(2, 2, 50_00)], vec![]);
+        load_dataset(db.conn(), &ds);
+        let rules = [
+            (spent_over_100(), Shape::Direct),
+            (tier(2), Shape::Over(0)),
+        ];
+        let case = case_of(db.conn(), &rules);
+        let mut data = Data::of(&ds);
+        let first = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
+        let before = expected(&case, &data.dataset(), at);
+        check_step(db, &first, &before, None, 0).unwrap();
+
+        // User 3 (tier 2, as user 1) spends 200: enters both segments.
+        let add = Etl::AddTx {
+            card: true,
+            user: 2,
+            row: tx(0, 0, 200_00),
+        };
+        data.apply(db.conn(), &add);
+        let catalog_before = am_sql::catalog::all_segments(db.conn()).unwrap();
+        fail_writes(
+            db.conn(),
+            "break_update",
+            Write::Insert,
+            "segment_output_1",
+            None,
+            "disk full",
+        );
+        let broken = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
+        assert_eq!(broken.nodes[0].status, NodeStatus::Failed, "{broken:?}");
+        assert_eq!(broken.nodes[1].status, NodeStatus::Skipped, "{broken:?}");
+        for id in [1, 2] {
+            assert_eq!(db.members(id), before[&id], "rule {id} changed");
+        }
+        assert_eq!(am_sql::catalog::all_segments(db.conn()).unwrap(), catalog_before);
+        stop_failing(db.conn(), "break_update", "segment_output_1");
+
+        let again = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
+        let now = expected(&case, &data.dataset(), at);
+        assert_eq!(now[&1], BTreeSet::from([1, 3]));
+        assert_eq!(now[&2], BTreeSet::from([1, 3]));
+        check_step(db, &again, &now, Some(&before), 2).unwrap();
     }
 }
