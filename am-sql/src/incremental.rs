@@ -349,21 +349,28 @@ fn apply_in(
         .to_owned();
     conn.batch(&d.table(&create))?;
     let none = || sea_query::Values(Vec::new());
-    let left = conn.execute_sql(
+    // One pass over the affected users: a member before and not now left, the other way
+    // round entered.
+    conn.execute_sql(
         &format!(
-            "INSERT INTO {changes} (user_id, entered) SELECT l.user_id, 0 FROM {live} AS l \
-             WHERE l.user_id IN (SELECT user_id FROM {affected}) \
-             AND NOT EXISTS (SELECT 1 FROM {next} AS n WHERE n.user_id = l.user_id)"
+            "INSERT INTO {changes} (user_id, entered) \
+             SELECT a.user_id, CASE WHEN n.user_id IS NULL THEN 0 ELSE 1 END \
+             FROM {affected} AS a \
+             LEFT JOIN {live} AS l ON l.user_id = a.user_id \
+             LEFT JOIN {next} AS n ON n.user_id = a.user_id \
+             WHERE (l.user_id IS NULL) <> (n.user_id IS NULL)"
         ),
         none(),
     )?;
-    let entered = conn.execute_sql(
-        &format!(
-            "INSERT INTO {changes} (user_id, entered) SELECT n.user_id, 1 FROM {next} AS n \
-             WHERE NOT EXISTS (SELECT 1 FROM {live} AS l WHERE l.user_id = n.user_id)"
-        ),
-        none(),
-    )?;
+    let count = |conn: &mut dyn Conn, entered: i32| -> Result<i64> {
+        let q = Query::select()
+            .expr(SqlExpr::cust("count(*)"))
+            .from(Alias::new(changes_name.as_str()))
+            .and_where(SqlExpr::col("entered").eq(entered))
+            .to_owned();
+        conn.row(&q)?.i64(0)
+    };
+    let (entered, left) = (count(conn, 1)?, count(conn, 0)?);
     conn.execute_sql(
         &format!(
             "DELETE FROM {live} WHERE user_id IN \
@@ -384,10 +391,6 @@ fn apply_in(
         "DROP TABLE IF EXISTS {}",
         d.quote(&previous_table_name(rule_id))
     ))?;
-    let (entered, left) = (
-        i64::try_from(entered).unwrap_or(i64::MAX),
-        i64::try_from(left).unwrap_or(i64::MAX),
-    );
     let counts = SwapCounts {
         row_count: before + entered - left,
         entered,

@@ -558,11 +558,24 @@ pub fn render_set(s: &SetExpr, ctx: &RenderContext<'_>) -> SelectStatement {
 /// `SELECT user_id FROM <table>`, restricted as the context is.
 fn members_of(table: &str, ctx: &RenderContext<'_>) -> SelectStatement {
     let mut q = Query::select();
-    q.column(USER_ID).from(Alias::new(table));
+    q.column((Alias::new(table), USER_ID))
+        .from(Alias::new(table));
     if let Some(only) = restriction(ctx) {
-        q.and_where(SqlExpr::col(USER_ID).in_subquery(ids_in(only)));
+        restrict(&mut q, table, only);
     }
     q
+}
+
+/// Joins the rows of `rows` to the user ids in `only`: a join lets the engine drive from the
+/// few ids and look each up, where `IN (SELECT ..)` may first copy them for every statement.
+fn restrict(q: &mut SelectStatement, rows: &str, only: &str) {
+    const ONLY: &str = "r";
+    q.join_as(
+        sea_query::JoinType::InnerJoin,
+        Alias::new(only),
+        Alias::new(ONLY),
+        SqlExpr::col((Alias::new(ONLY), USER_ID)).equals((Alias::new(rows), USER_ID)),
+    );
 }
 
 /// The table of user ids the statement is restricted to, if any (see
@@ -779,8 +792,9 @@ fn from_narrowed(
         table_ref = table_ref.alias(Alias::new(rows));
     }
     let on = SqlExpr::col((BASE, USER_ID)).equals((Alias::new(rows), USER_ID));
-    if let Some(only) = restriction(ctx) {
-        q.and_where(SqlExpr::col((Alias::new(rows), USER_ID)).in_subquery(ids_in(only)));
+    // The shared scratch tables hold only the users the layout is restricted to already.
+    if let Some(only) = restriction(ctx).filter(|_| table == USERS) {
+        restrict(q, rows, only);
     }
     match base {
         None => {

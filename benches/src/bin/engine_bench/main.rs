@@ -14,6 +14,9 @@
 //! `--engine sc://HOST:PORT` (built with `--features spark`) computes the segments on Spark
 //! from a Parquet copy of the data (`--server-pid` of the Connect server counts its CPU).
 //!
+//! `--days N` instead lives N days of an installation: daily ETL, then incremental refreshes
+//! beside full rebuilds (`days.rs`).
+//!
 //! `--mix broad` (the default) gives the rules audiences of up to 95% of users (mean 35%),
 //! `--mix targeted` marketing-sized ones (0.6% to 18%, mean 5%): beyond the shared scan, a
 //! rule costs a scan of the shared aggregates and the writing of its members.
@@ -32,11 +35,13 @@ use am_core::plan::{Plan, PlanNode};
 use am_core::planner::{PlanOptions, Planner, RuleInput};
 use am_core::rule::{RuleId, RuleSpec};
 use am_sql::datagen::{GenerateOptions, generate};
-use am_sql::refresh::{EngineRule, RefreshRequest, RefreshTargets, refresh_plan};
+use am_sql::refresh::{EngineRule, RefreshMode, RefreshRequest, RefreshTargets, refresh_plan};
 use am_sql::render::{Aggregates, RenderContext, render_set};
 use am_sql::runs::RunTrigger;
 use am_sql::{Location, NoProgress, Store};
 use chrono::NaiveDate;
+
+mod days;
 
 const CATEGORIES: [&str; 10] = [
     "Groceries",
@@ -80,6 +85,8 @@ struct Args {
     engine: Option<String>,
     /// A local process whose CPU time counts too (the Spark Connect server's JVM).
     server_pid: Option<u32>,
+    /// Instead of the steps above, a day in the life, this many days in a row (`days.rs`).
+    days: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -94,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
         reuse: false,
         engine: None,
         server_pid: None,
+        days: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -118,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
             "--engine-only" => args.engine_only = true,
             "--reuse" => args.reuse = true,
             "--engine" => args.engine = Some(value()?),
+            "--days" => args.days = value()?.parse().map_err(|e| format!("--days: {e}"))?,
             "--server-pid" => {
                 args.server_pid = Some(value()?.parse().map_err(|e| format!("--server-pid: {e}"))?);
             }
@@ -331,6 +340,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     {
         std::fs::create_dir_all(dir)?;
     }
+    // A day in the life writes to the data: the default database is copied first.
+    let path = match (&path, args.days > 0 && args.db.is_none()) {
+        (Location::Sqlite(base), true) => {
+            let copy = base.with_extension("days.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+            }
+            if base.exists() {
+                println!("copying {} to {}", base.display(), copy.display());
+                std::fs::copy(base, &copy)?;
+            }
+            Location::from(copy)
+        }
+        _ => path,
+    };
     let store = Store::open(path.clone())?;
     let mut conn = store.connection()?;
     // On PostgreSQL the work is the server's: its CPU counts too.
@@ -358,6 +382,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("generated in {:.1?}", started.elapsed());
     } else {
         println!("reusing {}", path);
+    }
+    if args.days > 0 {
+        return days::run(&store, server, args.mix, args.rules, args.days, end);
     }
 
     // 100 rules over the same 90-day window, by default all over the same transactions
@@ -418,7 +445,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         stages: Vec::new(),
     };
     let as_of = Timestamp::parse_from_str("2025-06-30 23:59:59", TIMESTAMP_FORMAT)?;
-    let request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+    // Every step rebuilds: the data do not change between them.
+    let mut request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+    request.mode = RefreshMode::Full;
     let all: BTreeSet<RuleId> = rules.keys().copied().collect();
     let first: BTreeSet<RuleId> = all.iter().take(1).copied().collect();
 
