@@ -443,7 +443,7 @@ fn spent_over_100() -> Expr {
             window: Window::LastDays(30),
             filter: None,
         },
-        test: Test::Cmp(CmpOp::Gt, Value::Money(100_00)),
+        test: Test::Cmp(CmpOp::Gt, Value::Money(10_000)),
     })
 }
 
@@ -477,7 +477,7 @@ conformance! {
             description: None,
             transaction_date: Some(at - chrono::Duration::days(2)),
         };
-        let ds = Dataset::new(users, vec![tx(1, 1, 150_00), tx(2, 2, 50_00)], vec![]);
+        let ds = Dataset::new(users, vec![tx(1, 1, 15_000), tx(2, 2, 5_000)], vec![]);
         load_dataset(db.conn(), &ds);
         let rules = [
             (spent_over_100(), Shape::Direct),
@@ -493,7 +493,7 @@ conformance! {
         let add = Etl::AddTx {
             card: true,
             user: 2,
-            row: tx(0, 0, 200_00),
+            row: tx(0, 0, 20_000),
         };
         data.apply(db.conn(), &add);
         let catalog_before = am_sql::catalog::all_segments(db.conn()).unwrap();
