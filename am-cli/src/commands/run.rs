@@ -160,11 +160,14 @@ pub fn report_text(report: &RefreshReport) -> String {
     }
     let updated = report.nodes.iter().filter(|n| n.incremental).count();
     if let (true, Some(affected)) = (updated > 0, report.affected_users) {
+        let rebuilt = match total - updated {
+            0 => String::new(),
+            n => format!("; rebuilt {}", output::count(n as i64)),
+        };
         out.push_str(&format!(
-            "updated {} from the {} whose data or windows changed; rebuilt {}\n",
+            "updated {} from the {} whose data or windows changed{rebuilt}\n",
             output::plural(updated as i64, "segment"),
             output::plural(affected, "user"),
-            output::count((total - updated) as i64),
         ));
     }
     if total > 0 {
