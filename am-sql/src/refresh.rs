@@ -454,9 +454,8 @@ fn refresh_nodes(
         progress.advance(1);
     }
     builder.finish(conn);
-    if compute.is_none() {
-        prune_change_log(conn);
-    }
+    // Also after a refresh on another engine, which never reads the log: it must not grow.
+    prune_change_log(conn);
     progress.finish("segments refreshed");
     Ok(RefreshReport {
         as_of,

@@ -521,3 +521,56 @@ conformance! {
         check_step(db, &again, &now, Some(&before), 2).unwrap();
     }
 }
+
+fn log_rows(db: &mut TestDb) -> i64 {
+    db.one("SELECT count(*) FROM data_changes")
+}
+
+conformance! {
+    /// The log keeps only what some segment has not seen, and at most its limit: a segment
+    /// older than what was dropped is rebuilt, and still right.
+    fn the_change_log_is_pruned_and_a_segment_it_no_longer_covers_is_rebuilt(db: &mut TestDb) {
+        let users: Vec<User> = (1..=3)
+            .map(|user_id| User {
+                user_id,
+                name: None,
+                email: None,
+                city_tier: Some(1),
+                created_at: None,
+            })
+            .collect();
+        let ds = Dataset::new(users, vec![], vec![]);
+        load_dataset(db.conn(), &ds);
+        let case = case_of(db.conn(), &[(spent_over_100(), Shape::Direct)]);
+        let mut data = Data::of(&ds);
+        let at = as_of();
+        let first = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
+        assert!(first.succeeded(), "{first:?}");
+        assert_eq!(log_rows(db), 0, "the segment has seen every change");
+
+        let row = Transaction {
+            transaction_id: 0,
+            user_id: 0,
+            amount: Some(20_000),
+            category: None,
+            merchant: Some("m".into()),
+            description: None,
+            transaction_date: Some(at - chrono::Duration::days(1)),
+        };
+        for user in 0..3 {
+            let add = Etl::AddTx { card: true, user, row: row.clone() };
+            data.apply(db.conn(), &add);
+        }
+        assert_eq!(log_rows(db), 3);
+        // A log of at most one row: the two older changes go, and the log starts later.
+        let seen = am_sql::catalog::all_segments(db.conn()).unwrap()[0].data_version;
+        am_sql::tracking::prune_change_log(db.conn(), seen, 1).unwrap();
+        assert_eq!(log_rows(db), 1);
+        assert!(am_sql::tracking::changes_from(db.conn()).unwrap() > seen);
+
+        let again = case.refresh_in(db.conn(), at, RefreshMode::Incremental);
+        assert!(!again.nodes[0].incremental, "the log no longer covers the segment");
+        assert_eq!(db.members(1), BTreeSet::from([1, 2, 3]));
+        assert_eq!(log_rows(db), 0);
+    }
+}
