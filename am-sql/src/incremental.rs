@@ -271,14 +271,16 @@ fn fill_affected(conn: &mut dyn Conn, d: Dialect, since: i64, bands: &[Band]) ->
         q.column(USER_ID)
             .from(Alias::new(table))
             .and_where(SqlExpr::col(USER_ID).is_not_null());
+        // Whole days, through the day index: a wider band only re-evaluates a few more users.
+        let day = || d.transaction_day(SqlExpr::col("transaction_date"));
         match (start, end) {
             (None, None) => q.and_where(SqlExpr::col("transaction_date").is_not_null()),
             (start, end) => {
                 if let Some(s) = start {
-                    q.and_where(SqlExpr::col("transaction_date").gte(d.time_value(s)));
+                    q.and_where(day().gte(SqlExpr::val(s.date())));
                 }
                 if let Some(e) = end {
-                    q.and_where(SqlExpr::col("transaction_date").lte(d.time_value(e)));
+                    q.and_where(day().lte(SqlExpr::val(e.date())));
                 }
                 &mut q
             }

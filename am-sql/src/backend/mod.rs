@@ -157,6 +157,19 @@ impl Dialect {
         }
     }
 
+    /// The day of a transaction time, exactly as the index the change log's window bands read
+    /// spells it (migrations: `<transactions>_day_user`): refresh scans compare the time
+    /// itself, so they never pick that index over the covering one.
+    pub fn transaction_day(self, time: SqlExpr) -> SqlExpr {
+        match self {
+            Dialect::Sqlite => sea_query::Func::cust("date").arg(time).into(),
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => sea_query::Func::cast_as(time, "DATE").into(),
+            #[cfg(feature = "spark")]
+            Dialect::Spark => sea_query::Func::cast_as(time, "DATE").into(),
+        }
+    }
+
     /// Where `needle` (already lower case) first occurs in `x` with ASCII letters folded
     /// to lower case and nothing else folded (1-based; 0 when it does not occur), as the
     /// contract's `contains` and `starts_with` ask.
