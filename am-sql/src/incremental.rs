@@ -340,16 +340,7 @@ fn apply_in(
     conn.exec(&crate::backend::insert_members(NEXT, select))?;
 
     conn.batch(&format!("DROP TABLE IF EXISTS {changes}"))?;
-    let create = Table::create()
-        .table(Alias::new(changes_name.as_str()))
-        .col(d.key_column(USER_ID))
-        .col(
-            ColumnDef::new(Alias::new("entered"))
-                .small_integer()
-                .not_null(),
-        )
-        .to_owned();
-    conn.batch(&d.table(&create))?;
+    conn.batch(&d.table(&create_changes_table(d, &changes_name)))?;
     let none = || sea_query::Values(Vec::new());
     // One pass over the affected users: a member before and not now left, the other way
     // round entered.
@@ -400,6 +391,20 @@ fn apply_in(
     };
     publish(conn, &counts)?;
     Ok(counts)
+}
+
+/// `CREATE TABLE <name> (user_id INTEGER PRIMARY KEY, entered SMALLINT NOT NULL)`: who
+/// entered (1) and left (0) a segment at its last refresh.
+pub(crate) fn create_changes_table(d: Dialect, name: &str) -> sea_query::TableCreateStatement {
+    Table::create()
+        .table(Alias::new(name))
+        .col(d.key_column(USER_ID))
+        .col(
+            ColumnDef::new(Alias::new("entered"))
+                .small_integer()
+                .not_null(),
+        )
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The atomic swap of a segment table on PostgreSQL.
 //!
-//! One transaction computes the new members into a temporary table, keeps a copy of the old
-//! ones as `segment_output_<id>__previous`, deletes from the live table the members that left
-//! and inserts those that entered, and lets the caller write the catalog row and the run's
-//! success. The live table keeps its identity, so users' views on it keep working, and no
+//! One transaction computes the new members into a temporary table, records who left and who
+//! entered in `segment_output_<id>__changes` (what `diff` reads), deletes from the live table
+//! the members that left and inserts those that entered, and lets the caller write the catalog
+//! row and the run's success. The live table keeps its identity, so users' views on it keep working, and no
 //! statement takes a lock that stops readers: under MVCC they read the old members until the
 //! commit and the new ones after it, never a missing, empty or partial table. On any error
 //! the transaction rolls back and nothing has changed. A lock another session holds longer
@@ -52,31 +52,44 @@ fn rebuild_in(
     let row_count = i64::try_from(inserted).unwrap_or(i64::MAX);
 
     let counts = if has_live {
-        // The old members, for `diff`; readers of the live table are not in its way.
+        // Who left and who entered, recorded for `diff` instead of a copy of every old member
+        // (the copy cost most of a refresh of broad audiences); then applied to the live table.
         conn.batch(&format!("DROP TABLE IF EXISTS {q_previous}"))?;
-        // An update's record of who entered and left; `__previous` says it after a rebuild.
-        conn.batch(&format!(
-            "DROP TABLE IF EXISTS {}",
-            d.quote(&changes_table_name(rule_id))
-        ))?;
-        conn.batch(&d.table(&create_segment_table(d, &previous)))?;
-        conn.batch(&format!(
-            "INSERT INTO {q_previous} (user_id) SELECT user_id FROM {q_live} ORDER BY 1"
-        ))?;
+        let changes = d.quote(&changes_table_name(rule_id));
+        conn.batch(&format!("DROP TABLE IF EXISTS {changes}"))?;
+        conn.batch(&d.table(&crate::incremental::create_changes_table(
+            d,
+            &changes_table_name(rule_id),
+        )))?;
+        let none = || sea_query::Values(Vec::new());
         let left = conn.execute_sql(
             &format!(
-                "DELETE FROM {q_live} AS l WHERE NOT EXISTS \
-                 (SELECT 1 FROM pg_temp.{q_next} AS n WHERE n.user_id = l.user_id)"
+                "INSERT INTO {changes} (user_id, entered) SELECT l.user_id, 0 FROM {q_live} AS l \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_temp.{q_next} AS n WHERE n.user_id = l.user_id)"
             ),
-            sea_query::Values(Vec::new()),
+            none(),
         )?;
         let entered = conn.execute_sql(
             &format!(
-                "INSERT INTO {q_live} (user_id) SELECT n.user_id FROM pg_temp.{q_next} AS n \
-                 WHERE NOT EXISTS (SELECT 1 FROM {q_live} AS l WHERE l.user_id = n.user_id) \
-                 ORDER BY 1"
+                "INSERT INTO {changes} (user_id, entered) SELECT n.user_id, 1 \
+                 FROM pg_temp.{q_next} AS n \
+                 WHERE NOT EXISTS (SELECT 1 FROM {q_live} AS l WHERE l.user_id = n.user_id)"
             ),
-            sea_query::Values(Vec::new()),
+            none(),
+        )?;
+        conn.execute_sql(
+            &format!(
+                "DELETE FROM {q_live} AS l USING {changes} AS c \
+                 WHERE c.user_id = l.user_id AND c.entered = 0"
+            ),
+            none(),
+        )?;
+        conn.execute_sql(
+            &format!(
+                "INSERT INTO {q_live} (user_id) \
+                 SELECT user_id FROM {changes} WHERE entered = 1 ORDER BY 1"
+            ),
+            none(),
         )?;
         SwapCounts {
             row_count,
