@@ -271,16 +271,19 @@ fn fill_affected(conn: &mut dyn Conn, d: Dialect, since: i64, bands: &[Band]) ->
         q.column(USER_ID)
             .from(Alias::new(table))
             .and_where(SqlExpr::col(USER_ID).is_not_null());
-        // Whole days, through the day index: a wider band only re-evaluates a few more users.
+        // The days find the rows through the day index; the times keep the band exact.
         let day = || d.transaction_day(SqlExpr::col("transaction_date"));
+        let time = || SqlExpr::col("transaction_date");
         match (start, end) {
-            (None, None) => q.and_where(SqlExpr::col("transaction_date").is_not_null()),
+            (None, None) => q.and_where(time().is_not_null()),
             (start, end) => {
                 if let Some(s) = start {
-                    q.and_where(day().gte(SqlExpr::val(s.date())));
+                    q.and_where(day().gte(SqlExpr::val(s.date())))
+                        .and_where(time().gte(d.time_value(s)));
                 }
                 if let Some(e) = end {
-                    q.and_where(day().lte(SqlExpr::val(e.date())));
+                    q.and_where(day().lte(SqlExpr::val(e.date())))
+                        .and_where(time().lte(d.time_value(e)));
                 }
                 &mut q
             }

@@ -416,6 +416,7 @@ mod tests {
                     .transaction_day(SqlExpr::col("transaction_date"))
                     .gte(SqlExpr::val(as_of.date())),
             )
+            .and_where(SqlExpr::col("transaction_date").gte(Dialect::Sqlite.time_value(as_of)))
             .to_owned();
         let (sql, values) = Dialect::Sqlite.build(&band);
         let band = plan_of(&conn, &sql, values);
