@@ -763,7 +763,17 @@ impl Builder for SharedAggregates {
     }
 
     fn job(&mut self, conn: &mut dyn Conn, node: &PlanNode) -> Job {
-        let evaluation = evaluation_of(conn, node, self.own_forms.get(&node.rule_id), self.users);
+        let own = self.own_forms.get(&node.rule_id);
+        let evaluation = match (&self.layout.only, own) {
+            // Over the affected users the aggregates are few rows: reading the rule's own
+            // condition scans them, reading the segment would look each one up in it.
+            (Some(_), Some(own)) => Evaluation {
+                compute: own.clone(),
+                base_first: false,
+                reuses: false,
+            },
+            _ => evaluation_of(conn, node, own, self.users),
+        };
         let reused_from = if evaluation.reuses {
             node.reuse
                 .as_ref()

@@ -1004,6 +1004,24 @@ conformance! {
         assert_eq!(report.node(stricter).unwrap().reused_from, vec![looser]);
         assert_eq!(db.members(stricter), ids(&[2]));
         assert_eq!(db.replay(stricter), ids(&[2]));
+
+        // Updated from the change log, it scans the few affected users' aggregates with its
+        // own condition rather than looking them up in the segment.
+        insert_card(
+            db.conn(),
+            &[TxRow::new(900, 3, 5_000.0, "2025-06-29 10:00:00")],
+        );
+        let mut request = RefreshRequest::new(RefreshTargets::All, RunTrigger::Cli);
+        request.as_of = Some(ts(AS_OF));
+        request.mode = RefreshMode::Incremental;
+        let report = store.refresh(&request, &NoProgress).unwrap();
+        assert!(report.succeeded(), "{report:?}");
+        let node = report.node(stricter).unwrap();
+        assert!(node.incremental, "{node:?}");
+        assert_eq!(node.entered, Some(1));
+        assert!(node.reused_from.is_empty(), "{node:?}");
+        assert_eq!(db.members(stricter), ids(&[2, 3]));
+        assert_eq!(db.replay(stricter), ids(&[2, 3]));
     }
 }
 
