@@ -68,7 +68,6 @@ pub(crate) struct Increment {
 /// when every node is rebuilt. A node is updated when its segment was built by this engine
 /// from the rule's current version at a data version the change log still covers, and every
 /// node it reads is updated in this refresh too or was not refreshed since it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_increment(
     conn: &mut dyn Conn,
     mode: RefreshMode,
