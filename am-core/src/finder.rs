@@ -21,12 +21,17 @@
 //!
 //! Every answer is equivalent to the rule's condition, so reuse never changes a result.
 //! Lookups go through hash indexes (normal form, conjuncts, predicate keys), never through a
-//! scan of every rule. Ties are broken by the lowest rule id, so answers are deterministic.
+//! scan of every rule; rules with the same normal form are indexed once, and lone bounds on
+//! one field and scope are kept ordered by bound, so a narrowing lookup visits only the
+//! bounds the rule implies. Ties are broken by the lowest rule id, so answers are
+//! deterministic.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::mem::discriminant;
 
 use crate::expr::{CmpOp, Expr, Pred, Test, Value};
 use crate::normalize::normalize;
@@ -34,17 +39,143 @@ use crate::plan::{Reuse, ReuseKind, SetExpr};
 use crate::plan_display::ExprText;
 use crate::rule::RuleId;
 
-/// A rule the finder may reuse.
+/// One normal form and every indexed rule that has it. Rules with equal forms answer the
+/// same lookups, so the indexes hold each form once however many rules share it.
 #[derive(Debug, Clone)]
 struct Candidate {
-    id: RuleId,
-    name: String,
-    /// The normal form of the rule's condition.
+    /// (id, name), ascending by id: the lowest usable id is the one an answer names.
+    members: Vec<(RuleId, String)>,
+    /// The normal form.
     form: Expr,
-    /// The conjuncts of `form` (itself when it is not a conjunction).
-    conjuncts: Vec<Expr>,
+    /// [`form_hash`] of `form`.
+    hash: u64,
     /// Hashes of the parts of `form` when it is a conjunction or a disjunction.
     part_hashes: Vec<u64>,
+}
+
+impl Candidate {
+    /// The conjuncts of the form (itself when it is not a conjunction).
+    fn conjuncts(&self) -> &[Expr] {
+        conjuncts_of(&self.form)
+    }
+
+    /// The lowest-id member that may be used.
+    fn pick(&self, exclude: &dyn Fn(RuleId) -> bool) -> Option<Pick<'_>> {
+        self.pick_below(RuleId::MAX, exclude)
+    }
+
+    /// The lowest-id usable member below `limit`.
+    fn pick_below(&self, limit: RuleId, exclude: &dyn Fn(RuleId) -> bool) -> Option<Pick<'_>> {
+        self.members
+            .iter()
+            .take_while(|(id, _)| *id < limit)
+            .find(|(id, _)| !exclude(*id))
+            .map(|(id, name)| Pick {
+                id: *id,
+                name,
+                c: self,
+            })
+    }
+}
+
+/// A candidate as one answer uses it: through one of its rules.
+#[derive(Debug, Clone, Copy)]
+struct Pick<'a> {
+    id: RuleId,
+    name: &'a str,
+    c: &'a Candidate,
+}
+
+/// Maps and sets keyed by our own hashes and small integers.
+type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// A multiply-rotate hasher (as FxHash), much cheaper than SipHash on the normal forms and
+/// small keys hashed for every lookup. Its lack of keys loses nothing: buckets are confirmed
+/// with `==`, and the form hashes were unkeyed (`DefaultHasher::new()`) before.
+#[derive(Debug, Clone, Copy, Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A normal form being looked up, with the hashes the indexes are keyed by.
+struct Query<'a> {
+    form: &'a Expr,
+    hash: u64,
+    /// Hashes of the parts of `form` when it is a conjunction or a disjunction.
+    part_hashes: Cow<'a, [u64]>,
+}
+
+impl<'a> Query<'a> {
+    fn new(form: &'a Expr) -> Self {
+        let part_hashes = match form {
+            Expr::All(xs) | Expr::Any(xs) => xs.iter().map(form_hash).collect(),
+            _ => Vec::new(),
+        };
+        Query {
+            form,
+            hash: form_hash(form),
+            part_hashes: Cow::Owned(part_hashes),
+        }
+    }
+
+    /// An indexed form, whose hashes are known already.
+    fn of(c: &'a Candidate) -> Self {
+        Query {
+            form: &c.form,
+            hash: c.hash,
+            part_hashes: Cow::Borrowed(&c.part_hashes),
+        }
+    }
+
+    /// The hash of the conjunct `i` of [`conjuncts_of`] the form.
+    fn conjunct_hash(&self, i: usize) -> u64 {
+        match self.form {
+            Expr::All(_) => self.part_hashes.get(i).copied().unwrap_or(self.hash),
+            _ => self.hash,
+        }
+    }
 }
 
 /// Where a conjunct is filed for implication lookups: predicates by what they test (so a
@@ -53,6 +184,39 @@ struct Candidate {
 enum Anchor {
     Key(u64),
     Exact(u64),
+}
+
+/// The candidates filed under one anchor.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// (candidate, index of its anchor conjunct, [`anchor_bits`] of all its conjuncts),
+    /// tested one by one.
+    scan: Vec<(usize, usize, u64)>,
+    /// Candidates that are a single bound on one subject, ordered by bound: many rules
+    /// bounding the same field and scope are the common case, and a lookup then visits only
+    /// the bounds the rule implies.
+    bounds: Option<Bounds>,
+}
+
+impl Bucket {
+    fn len(&self) -> usize {
+        self.scan.len()
+            + self
+                .bounds
+                .as_ref()
+                .map_or(0, |b| b.lower.len() + b.upper.len())
+    }
+}
+
+/// Single-bound candidates on one subject (a profile field, or an aggregate in one scope).
+#[derive(Debug, Clone)]
+struct Bounds {
+    /// A predicate on the subject; only its field and scope count.
+    subject: Pred,
+    /// `> v` and `>= v` by (v, strict): a greater key is a tighter bound.
+    lower: BTreeMap<(Value, bool), usize>,
+    /// `< v` and `<= v` by (v, inclusive): a smaller key is a tighter bound.
+    upper: BTreeMap<(Value, bool), usize>,
 }
 
 /// An index over existing rules' normal forms that answers a condition from their segments.
@@ -70,8 +234,7 @@ pub struct DependencyFinder {
     by_disjunct: HashMap<u64, Vec<usize>>,
     /// One anchor conjunct per candidate (the one filed with the fewest others when it was
     /// inserted); a rule can only imply the candidate if one of its conjuncts meets it there.
-    /// Entries are (candidate, index of the anchor conjunct).
-    by_anchor: HashMap<Anchor, Vec<(usize, usize)>>,
+    by_anchor: HashMap<Anchor, Bucket>,
 }
 
 impl DependencyFinder {
@@ -79,13 +242,13 @@ impl DependencyFinder {
         Self::default()
     }
 
-    /// How many candidates are indexed.
+    /// How many rules are indexed.
     pub fn len(&self) -> usize {
-        self.candidates.len()
+        self.slot_of.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.candidates.is_empty()
+        self.slot_of.is_empty()
     }
 
     /// Adds a rule whose segment is exactly `condition` over all users (a rule without
@@ -99,9 +262,23 @@ impl DependencyFinder {
         if matches!(form, Expr::True | Expr::False) {
             return;
         }
-        let conjuncts = conjuncts_of(&form);
+        let fp = form_hash(&form);
+        let same = self
+            .by_form
+            .get(&fp)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&s| self.candidates[s].form == form);
+        if let Some(slot) = same {
+            let members = &mut self.candidates[slot].members;
+            let at = members.partition_point(|(m, _)| *m < id);
+            members.insert(at, (id, name.to_owned()));
+            self.slot_of.insert(id, slot);
+            return;
+        }
         let slot = self.candidates.len();
-        self.by_form.entry(form_hash(&form)).or_default().push(slot);
+        self.by_form.entry(fp).or_default().push(slot);
         let part_hashes: Vec<u64> = match &form {
             Expr::All(xs) | Expr::Any(xs) => xs.iter().map(form_hash).collect(),
             _ => Vec::new(),
@@ -119,24 +296,53 @@ impl DependencyFinder {
                 index.entry(*h).or_default().push(slot);
             }
         }
-        // File under the rarest anchor so that buckets stay small when many rules share a
-        // field (every rule with some bound on total_spend, say).
-        let anchor = conjuncts
+        self.file_anchor(slot, conjuncts_of(&form));
+        self.slot_of.insert(id, slot);
+        self.candidates.push(Candidate {
+            members: vec![(id, name.to_owned())],
+            form,
+            hash: fp,
+            part_hashes,
+        });
+    }
+
+    /// Files a new candidate under the rarest anchor of its conjuncts, so that buckets stay
+    /// small when many rules share a field (every rule with some bound on total_spend, say);
+    /// a lone bound goes into its bucket's ordered bounds.
+    fn file_anchor(&mut self, slot: usize, conjuncts: &[Expr]) {
+        let Some((anchor, at)) = conjuncts
             .iter()
             .enumerate()
             .map(|(i, c)| (anchor_of(c), i))
-            .min_by_key(|(a, _)| self.by_anchor.get(a).map_or(0, Vec::len));
-        if let Some((anchor, i)) = anchor {
-            self.by_anchor.entry(anchor).or_default().push((slot, i));
+            .min_by_key(|(a, _)| self.by_anchor.get(a).map_or(0, Bucket::len))
+        else {
+            return;
+        };
+        let bucket = self.by_anchor.entry(anchor).or_default();
+        if let [Expr::Pred(p)] = conjuncts
+            && let Some((upper, key)) = bound_key(p)
+        {
+            let bounds = bucket.bounds.get_or_insert_with(|| Bounds {
+                subject: p.clone(),
+                lower: BTreeMap::new(),
+                upper: BTreeMap::new(),
+            });
+            // A different subject with the same key hash is rare enough to scan.
+            if same_subject(&bounds.subject, p) {
+                let map = if upper {
+                    &mut bounds.upper
+                } else {
+                    &mut bounds.lower
+                };
+                if let Entry::Vacant(e) = map.entry(key) {
+                    e.insert(slot);
+                    return;
+                }
+            }
         }
-        self.slot_of.insert(id, slot);
-        self.candidates.push(Candidate {
-            id,
-            name: name.to_owned(),
-            form,
-            conjuncts,
-            part_hashes,
-        });
+        bucket
+            .scan
+            .push((slot, at, anchor_bits(conjuncts.iter().map(anchor_of))));
     }
 
     /// Finds how `condition` can be computed from the indexed rules' segments, never using a
@@ -147,7 +353,7 @@ impl DependencyFinder {
         exclude: &dyn Fn(RuleId) -> bool,
     ) -> Option<(SetExpr, Reuse)> {
         let form = normalize(condition);
-        self.find_form(&form, exclude)
+        self.find_form(&Query::new(&form), exclude)
     }
 
     /// Like [`find`](Self::find) for a rule that is itself indexed: never the rule itself, and
@@ -163,54 +369,55 @@ impl DependencyFinder {
             return self.find(condition, &|c| c == id || exclude(c));
         };
         let own = &self.candidates[slot];
-        let form = &own.form;
-        let own_fp = form_hash(form);
-        let same_form_higher: BTreeSet<RuleId> = self
-            .by_form
-            .get(&own_fp)
-            .into_iter()
-            .flatten()
-            .map(|&s| &self.candidates[s])
-            .filter(|c| c.id > id && c.form == *form)
-            .map(|c| c.id)
-            .collect();
-        self.find_form(form, &|c| {
-            c == id || same_form_higher.contains(&c) || exclude(c)
+        let same_form_higher =
+            |c: RuleId| c > id && own.members.binary_search_by_key(&c, |m| m.0).is_ok();
+        self.find_form(&Query::of(own), &|c| {
+            c == id || same_form_higher(c) || exclude(c)
         })
     }
 
-    fn find_form(&self, form: &Expr, exclude: &dyn Fn(RuleId) -> bool) -> Option<(SetExpr, Reuse)> {
-        if matches!(form, Expr::True | Expr::False) {
+    fn find_form(
+        &self,
+        q: &Query<'_>,
+        exclude: &dyn Fn(RuleId) -> bool,
+    ) -> Option<(SetExpr, Reuse)> {
+        if matches!(q.form, Expr::True | Expr::False) {
             return None;
         }
-        self.find_equal(form, exclude)
-            .or_else(|| self.find_negation(form, exclude))
-            .or_else(|| self.find_conjunction(form, exclude))
-            .or_else(|| self.find_disjunction(form, exclude))
-            .or_else(|| self.find_narrowing(form, exclude))
+        self.find_equal(q, exclude)
+            .or_else(|| self.find_negation(q.form, exclude))
+            .or_else(|| self.find_conjunction(q, exclude))
+            .or_else(|| self.find_disjunction(q, exclude))
+            .or_else(|| self.find_narrowing(q, exclude))
     }
 
-    /// The lowest-id usable candidate whose normal form is exactly `form`.
-    fn equal_candidate(&self, form: &Expr, exclude: &dyn Fn(RuleId) -> bool) -> Option<&Candidate> {
+    /// The lowest-id usable rule whose normal form is exactly `form` (with hash `hash`).
+    fn equal_candidate(
+        &self,
+        form: &Expr,
+        hash: u64,
+        exclude: &dyn Fn(RuleId) -> bool,
+    ) -> Option<Pick<'_>> {
         self.by_form
-            .get(&form_hash(form))
+            .get(&hash)
             .into_iter()
             .flatten()
             .map(|&s| &self.candidates[s])
-            .filter(|c| c.form == *form && !exclude(c.id))
-            .min_by_key(|c| c.id)
+            // An indexed rule's own form is found without comparing it.
+            .find(|c| std::ptr::eq(&c.form, form) || c.form == *form)?
+            .pick(exclude)
     }
 
     fn find_equal(
         &self,
-        form: &Expr,
+        q: &Query<'_>,
         exclude: &dyn Fn(RuleId) -> bool,
     ) -> Option<(SetExpr, Reuse)> {
-        let c = self.equal_candidate(form, exclude)?;
+        let c = self.equal_candidate(q.form, q.hash, exclude)?;
         let reason = format!(
             "same condition as {} ({}), so its segment is reused as it is",
             rule_ref(c),
-            ExprText::new(&c.form)
+            ExprText::new(&c.c.form)
         );
         Some((
             SetExpr::Segment(c.id),
@@ -227,24 +434,17 @@ impl DependencyFinder {
         form: &Expr,
         exclude: &dyn Fn(RuleId) -> bool,
     ) -> Option<(SetExpr, Reuse)> {
-        // Not(x) with x a candidate, or a candidate whose form is the normal form of not-form.
-        let direct = match form {
-            Expr::Not(inner) => self.equal_candidate(inner, exclude),
-            _ => None,
+        // Not(x) with x a candidate. Since `form` is a normal form, the normal form of its
+        // negation is either that x or a `not`; a candidate that is itself a negation is
+        // better computed from this rule than the other way round, so only x is looked up.
+        let Expr::Not(inner) = form else {
+            return None;
         };
-        let c = match direct {
-            Some(c) => c,
-            // A candidate that is itself a negation is better computed from this rule
-            // than the other way round, so only positive complements are used.
-            None => match normalize(&Expr::Not(Box::new(form.clone()))) {
-                Expr::Not(_) => return None,
-                complement => self.equal_candidate(&complement, exclude)?,
-            },
-        };
+        let c = self.equal_candidate(inner, form_hash(inner), exclude)?;
         let reason = format!(
             "the condition is the complement of {} ({}), so it is every user not in that segment",
             rule_ref(c),
-            ExprText::new(&c.form)
+            ExprText::new(&c.c.form)
         );
         Some((
             SetExpr::Difference(Box::new(SetExpr::AllUsers), vec![SetExpr::Segment(c.id)]),
@@ -261,21 +461,21 @@ impl DependencyFinder {
     fn covering_candidates(
         &self,
         parts: &[Expr],
+        fps: &[u64],
         first_index: &HashMap<u64, Vec<usize>>,
         is_list: fn(&Expr) -> Option<&[Expr]>,
         exclude: &dyn Fn(RuleId) -> bool,
-    ) -> Vec<(&Candidate, Vec<usize>)> {
-        let fps: Vec<u64> = parts.iter().map(form_hash).collect();
-        let mut position: HashMap<u64, Vec<usize>> = HashMap::new();
+    ) -> Vec<(Pick<'_>, Vec<usize>)> {
+        let mut position: HashMap<u64, Vec<usize>> = HashMap::default();
         for (i, fp) in fps.iter().enumerate() {
             position.entry(*fp).or_default().push(i);
         }
         let find_part = |h: u64, e: &Expr| -> Option<usize> {
             position.get(&h)?.iter().copied().find(|&i| parts[i] == *e)
         };
-        let mut seen = BTreeSet::new();
+        let mut seen = HashSet::default();
         let mut out = Vec::new();
-        for fp in &fps {
+        for fp in fps {
             let singles = self.by_form.get(fp).into_iter().flatten();
             let lists = first_index.get(fp).into_iter().flatten();
             for &slot in singles.chain(lists) {
@@ -291,10 +491,12 @@ impl DependencyFinder {
                         .collect(),
                     None => find_part(*fp, &c.form).map(|i| vec![i]),
                 };
+                // Other rules with the same form cover the same parts and come later in
+                // `greedy_cover`'s order, so they would add nothing.
                 if let Some(covered) = covered
-                    && !exclude(c.id)
+                    && let Some(pick) = c.pick(exclude)
                 {
-                    out.push((c, covered));
+                    out.push((pick, covered));
                 }
             }
         }
@@ -303,13 +505,14 @@ impl DependencyFinder {
 
     fn find_conjunction(
         &self,
-        form: &Expr,
+        q: &Query<'_>,
         exclude: &dyn Fn(RuleId) -> bool,
     ) -> Option<(SetExpr, Reuse)> {
-        let Expr::All(parts) = form else {
+        let Expr::All(parts) = q.form else {
             return None;
         };
-        let found = self.covering_candidates(parts, &self.by_conjunct, as_all, exclude);
+        let found =
+            self.covering_candidates(parts, &q.part_hashes, &self.by_conjunct, as_all, exclude);
         let (chosen, covered) = greedy_cover(found, parts.len());
         // One parent is a narrowing (possibly by a more specific rule); leave it to that.
         if chosen.len() < 2 {
@@ -340,13 +543,14 @@ impl DependencyFinder {
 
     fn find_disjunction(
         &self,
-        form: &Expr,
+        q: &Query<'_>,
         exclude: &dyn Fn(RuleId) -> bool,
     ) -> Option<(SetExpr, Reuse)> {
-        let Expr::Any(parts) = form else {
+        let Expr::Any(parts) = q.form else {
             return None;
         };
-        let found = self.covering_candidates(parts, &self.by_disjunct, as_any, exclude);
+        let found =
+            self.covering_candidates(parts, &q.part_hashes, &self.by_disjunct, as_any, exclude);
         let (chosen, covered) = greedy_cover(found, parts.len());
         if chosen.is_empty() {
             return None;
@@ -374,48 +578,153 @@ impl DependencyFinder {
         ))
     }
 
-    fn find_narrowing(
-        &self,
-        form: &Expr,
-        exclude: &dyn Fn(RuleId) -> bool,
-    ) -> Option<(SetExpr, Reuse)> {
-        let rule_parts = conjuncts_of(form);
-        let mut seen = BTreeSet::new();
-        let mut implied: Vec<&Candidate> = Vec::new();
-        for part in &rule_parts {
-            let anchors = [Some(anchor_of(part)), Some(Anchor::Exact(form_hash(part)))];
-            for anchor in anchors.into_iter().flatten() {
-                for &(slot, at) in self.by_anchor.get(&anchor).into_iter().flatten() {
-                    let c = &self.candidates[slot];
-                    // Cheap first: this part must imply the anchor, else another part may.
-                    if !implies(part, &c.conjuncts[at]) || !seen.insert(slot) {
+    /// Every usable candidate the rule implies, in id order, as far as the choice in
+    /// [`find_narrowing`](Self::find_narrowing) can depend on it.
+    ///
+    /// That choice walks the candidates in id order, moving to one that strictly implies the
+    /// current best. Implication is transitive, so two kinds of candidate never change the
+    /// outcome and are left out: one implied by a lower-id candidate in the list (it could
+    /// never strictly imply the best once that one has been seen), and one followed directly,
+    /// in id order, by a tighter bound of the same ordered run (the walk reaches that one
+    /// either way). Everything else is compared as before.
+    fn implied_candidates(&self, q: &Query<'_>, exclude: &dyn Fn(RuleId) -> bool) -> Vec<Pick<'_>> {
+        let rule_parts = conjuncts_of(q.form);
+        let anchors: Vec<(Anchor, Anchor)> = rule_parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let exact = Anchor::Exact(q.conjunct_hash(i));
+                let key = match part {
+                    Expr::Pred(p) => pred_key(p).map_or(exact, Anchor::Key),
+                    _ => exact,
+                };
+                (key, exact)
+            })
+            .collect();
+        // Each conjunct of an implied candidate is implied by a part with the same anchor.
+        let rule_bits = anchor_bits(anchors.iter().flat_map(|&(k, e)| [k, e]));
+        let mut seen: HashSet<usize> = HashSet::default();
+        // (pick, run): picks of one ordered run get strictly tighter as ids grow.
+        let mut implied: Vec<(Pick<'_>, Option<usize>)> = Vec::new();
+        let mut runs = 0;
+        for (part, &(key, exact)) in rule_parts.iter().zip(&anchors) {
+            let both = [key, exact];
+            let own = if key == exact { &both[..1] } else { &both[..] };
+            for &anchor in own {
+                let Some(bucket) = self.by_anchor.get(&anchor) else {
+                    continue;
+                };
+                for &(slot, at, bits) in &bucket.scan {
+                    if bits & !rule_bits != 0 {
                         continue;
                     }
-                    if implies_all(&rule_parts, &c.conjuncts) && !exclude(c.id) {
-                        implied.push(c);
+                    let c = &self.candidates[slot];
+                    // Cheap first: this part must imply the anchor, else another part may.
+                    if !implies(part, &c.conjuncts()[at]) || seen.contains(&slot) {
+                        continue;
                     }
+                    seen.insert(slot);
+                    if implies_all(rule_parts, c.conjuncts())
+                        && let Some(p) = c.pick(exclude)
+                    {
+                        implied.push((p, None));
+                    }
+                }
+                if let (Expr::Pred(p), Some(bounds)) = (part, &bucket.bounds) {
+                    self.implied_bounds(p, bounds, exclude, &mut |slot, pick, run| {
+                        if seen.insert(slot) {
+                            implied.push((pick, run.map(|r| runs + r)));
+                        }
+                    });
+                    runs += 2;
                 }
             }
         }
-        implied.sort_by_key(|c| c.id);
+        implied.sort_by_key(|(p, _)| p.id);
+        let next_run = |i: usize| implied.get(i + 1).and_then(|(_, r)| *r);
+        (0..implied.len())
+            .filter(|&i| implied[i].1.is_none() || implied[i].1 != next_run(i))
+            .map(|i| implied[i].0)
+            .collect()
+    }
+
+    /// The single-bound candidates of `bounds` that `part` implies, passed to `found` as
+    /// (slot, pick, run) with run 0 for lower and 1 for upper bounds (`None` when the
+    /// candidates found are not one ordered run). Only the range of bounds the part implies
+    /// is visited, from the tightest, and of those only a candidate with a lower id than
+    /// every tighter one can be chosen, so only those are reported.
+    fn implied_bounds<'a>(
+        &'a self,
+        part: &Pred,
+        bounds: &'a Bounds,
+        exclude: &dyn Fn(RuleId) -> bool,
+        found: &mut dyn FnMut(usize, Pick<'a>, Option<usize>),
+    ) {
+        if !same_subject(&bounds.subject, part) {
+            return;
+        }
+        let (lower, upper) = match implied_range(part_test(part)) {
+            ImpliedRange::None => return,
+            ImpliedRange::Every => {
+                // An empty value set implies every bound: rare, so no ordering is used.
+                for &slot in bounds.lower.values().chain(bounds.upper.values()) {
+                    if let Some(p) = self.candidates[slot].pick(exclude) {
+                        found(slot, p, None);
+                    }
+                }
+                return;
+            }
+            ImpliedRange::Up(lower, upper) => (lower, upper),
+        };
+        let mut visit =
+            |keys: &mut dyn Iterator<Item = (&(Value, bool), &usize)>, run: usize, variant| {
+                let mut below = RuleId::MAX;
+                for (_, &slot) in keys.take_while(|((v, _), _)| discriminant(v) == variant) {
+                    let c = &self.candidates[slot];
+                    if c.members.first().is_some_and(|(id, _)| *id < below)
+                        && let Some(p) = c.pick_below(below, exclude)
+                    {
+                        below = p.id;
+                        found(slot, p, Some(run));
+                    }
+                }
+            };
+        if let Some(key) = lower {
+            let variant = discriminant(&key.0);
+            visit(&mut bounds.lower.range(..=key).rev(), 0, variant);
+        }
+        if let Some(key) = upper {
+            let variant = discriminant(&key.0);
+            visit(&mut bounds.upper.range(key..), 1, variant);
+        }
+    }
+
+    fn find_narrowing(
+        &self,
+        q: &Query<'_>,
+        exclude: &dyn Fn(RuleId) -> bool,
+    ) -> Option<(SetExpr, Reuse)> {
+        let rule_parts = conjuncts_of(q.form);
+        let implied = self.implied_candidates(q, exclude);
         // The most specific: walk in id order, moving to a candidate that implies the
         // current best without being implied by it.
         let mut best = *implied.first()?;
         for &c in &implied[1..] {
-            if implies_all(&c.conjuncts, &best.conjuncts)
-                && !implies_all(&best.conjuncts, &c.conjuncts)
+            if implies_all(c.c.conjuncts(), best.c.conjuncts())
+                && !implies_all(best.c.conjuncts(), c.c.conjuncts())
             {
                 best = c;
             }
         }
         // Members of the parent satisfy each of its conjuncts; the rule's conjuncts that are
         // literally among them need no second test.
+        let parent = best.c.conjuncts();
         let residual: Vec<Expr> = rule_parts
             .iter()
-            .filter(|p| !best.conjuncts.contains(p))
+            .filter(|p| !parent.contains(p))
             .cloned()
             .collect();
-        let all_literal = best.conjuncts.iter().all(|p| rule_parts.contains(p));
+        let all_literal = parent.iter().all(|p| rule_parts.contains(p));
         let segment = SetExpr::Segment(best.id);
         let rest = residual_expr(residual, Expr::All);
         let compute = match &rest {
@@ -430,7 +739,7 @@ impl DependencyFinder {
             reason.push_str(", so it can be evaluated over that segment only");
             (ReuseKind::Conjunction, reason)
         } else {
-            (ReuseKind::Narrowing, narrowing_reason(&rule_parts, best))
+            (ReuseKind::Narrowing, narrowing_reason(rule_parts, best))
         };
         Some((
             compute,
@@ -444,24 +753,24 @@ impl DependencyFinder {
 }
 
 /// `rule #12 "Spenders"`.
-fn rule_ref(c: &Candidate) -> String {
+fn rule_ref(c: Pick<'_>) -> String {
     format!("rule #{} {:?}", c.id, c.name)
 }
 
 /// `rule #1 "Tier 1" (city_tier = 1) and rule #2 ...`.
-fn list_rules(cs: &[&Candidate], joiner: &str) -> String {
+fn list_rules(cs: &[Pick<'_>], joiner: &str) -> String {
     cs.iter()
-        .map(|c| format!("{} ({})", rule_ref(c), ExprText::new(&c.form)))
+        .map(|c| format!("{} ({})", rule_ref(*c), ExprText::new(&c.c.form)))
         .collect::<Vec<_>>()
         .join(joiner)
 }
 
 /// `total_spend > 5000.00 [credit_card, last 30 days] lies inside rule #12 "Spenders"
 /// (total_spend > 1000.00, same scope), so it can be evaluated over that segment only`.
-fn narrowing_reason(rule_parts: &[Expr], parent: &Candidate) -> String {
+fn narrowing_reason(rule_parts: &[Expr], parent: Pick<'_>) -> String {
     let mut inside = Vec::new();
     let mut described = Vec::new();
-    for p in &parent.conjuncts {
+    for p in parent.c.conjuncts() {
         // The rule conjunct that implies this one; exact matches need no explanation.
         let Some(r) = rule_parts.iter().find(|r| implies(r, p)) else {
             continue;
@@ -510,19 +819,16 @@ fn as_any(e: &Expr) -> Option<&[Expr]> {
 }
 
 /// The conjuncts of a normal form.
-fn conjuncts_of(form: &Expr) -> Vec<Expr> {
+fn conjuncts_of(form: &Expr) -> &[Expr] {
     match form {
-        Expr::All(xs) => xs.clone(),
-        other => vec![other.clone()],
+        Expr::All(xs) => xs,
+        other => std::slice::from_ref(other),
     }
 }
 
 /// Picks candidates covering the most parts first (ties: lowest id), skipping any that add
 /// nothing new. Returns the chosen candidates and which parts they cover.
-fn greedy_cover(
-    mut found: Vec<(&Candidate, Vec<usize>)>,
-    n: usize,
-) -> (Vec<&Candidate>, Vec<bool>) {
+fn greedy_cover(mut found: Vec<(Pick<'_>, Vec<usize>)>, n: usize) -> (Vec<Pick<'_>>, Vec<bool>) {
     found.sort_by(|(a, ca), (b, cb)| cb.len().cmp(&ca.len()).then(a.id.cmp(&b.id)));
     let mut covered = vec![false; n];
     let mut chosen = Vec::new();
@@ -559,14 +865,14 @@ fn residual_expr(mut parts: Vec<Expr>, list: fn(Vec<Expr>) -> Expr) -> Option<Ex
 /// confirmed with `==`, so this only has to be fast and consistent within one process (the
 /// stable [`crate::normalize::fingerprint`] normalises and serialises again).
 fn form_hash(e: &Expr) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FastHasher::default();
     e.hash(&mut h);
     h.finish()
 }
 
 /// What a predicate is about: a profile field, or an aggregate with its exact scope.
 fn pred_key(p: &Pred) -> Option<u64> {
-    let mut h = DefaultHasher::new();
+    let mut h = FastHasher::default();
     match p {
         Pred::Profile { field, .. } => {
             0u8.hash(&mut h);
@@ -580,6 +886,91 @@ fn pred_key(p: &Pred) -> Option<u64> {
         Pred::Tx { .. } => return None,
     }
     Some(h.finish())
+}
+
+/// Whether two predicates test the same thing (field, and scope for aggregates), as
+/// [`implies`] requires.
+fn same_subject(a: &Pred, b: &Pred) -> bool {
+    match (a, b) {
+        (Pred::Profile { field: fa, .. }, Pred::Profile { field: fb, .. }) => fa == fb,
+        (
+            Pred::Aggregate {
+                field: fa,
+                scope: sa,
+                ..
+            },
+            Pred::Aggregate {
+                field: fb,
+                scope: sb,
+                ..
+            },
+        ) => fa == fb && sa == sb,
+        _ => false,
+    }
+}
+
+fn part_test(p: &Pred) -> &Test {
+    match p {
+        Pred::Profile { test, .. } | Pred::Aggregate { test, .. } | Pred::Tx { test, .. } => test,
+    }
+}
+
+/// For a single bound on a profile field or an aggregate: whether it is an upper bound, and
+/// its key in [`Bounds`].
+fn bound_key(p: &Pred) -> Option<(bool, (Value, bool))> {
+    let (Pred::Profile { test, .. } | Pred::Aggregate { test, .. }) = p else {
+        return None;
+    };
+    match test {
+        Test::Cmp(CmpOp::Gt, v) => Some((false, (v.clone(), true))),
+        Test::Cmp(CmpOp::Ge, v) => Some((false, (v.clone(), false))),
+        Test::Cmp(CmpOp::Lt, v) => Some((true, (v.clone(), false))),
+        Test::Cmp(CmpOp::Le, v) => Some((true, (v.clone(), true))),
+        _ => None,
+    }
+}
+
+/// Which single bounds on its subject a test implies, as [`test_implies`] decides.
+enum ImpliedRange {
+    None,
+    Every,
+    /// Lower bounds with a key up to the first, upper bounds with a key from the second,
+    /// each of the same value type as that key.
+    Up(Option<(Value, bool)>, Option<(Value, bool)>),
+}
+
+fn implied_range(t: &Test) -> ImpliedRange {
+    match accepts(t) {
+        // `lo` implies a lower bound at most as tight; `hi` an upper bound at most as tight.
+        Accepts::Range(lo, hi) => ImpliedRange::Up(
+            lo.map(|(v, incl)| (v.clone(), !incl)),
+            hi.map(|(v, incl)| (v.clone(), incl)),
+        ),
+        // Every value lies inside a bound exactly when the smallest (largest) does; values
+        // of another type never compare, so a mixed set implies no bound.
+        Accepts::Set(vs) => {
+            let Some(first) = vs.first() else {
+                return ImpliedRange::Every;
+            };
+            if vs.iter().any(|v| discriminant(*v) != discriminant(*first)) {
+                return ImpliedRange::None;
+            }
+            let min = vs.iter().min().map(|v| ((*v).clone(), false));
+            let max = vs.iter().max().map(|v| ((*v).clone(), true));
+            ImpliedRange::Up(min, max)
+        }
+        _ => ImpliedRange::None,
+    }
+}
+
+/// A 64-bit summary of a set of anchors: one bit per anchor, so a candidate whose bits are
+/// not all among a rule's cannot be implied by it.
+fn anchor_bits(anchors: impl Iterator<Item = Anchor>) -> u64 {
+    anchors.fold(0, |bits, a| {
+        let (Anchor::Key(h) | Anchor::Exact(h)) = a;
+        // The top bits: a multiply mixes its input into those most.
+        bits | 1 << (h >> 58)
+    })
 }
 
 fn anchor_of(e: &Expr) -> Anchor {
@@ -737,5 +1128,124 @@ fn test_implies(a: &Test, b: &Test) -> bool {
         }),
         (Accepts::AllBut(vs), Accepts::AllBut(ws)) => ws.iter().all(|w| vs.contains(w)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+    use crate::arbitrary::arb_test;
+    use crate::expr::{Scope, Source, Window};
+    use crate::field::Field;
+
+    /// The narrowing parent by the definition: every indexed rule the condition implies, in
+    /// id order, moving to one that strictly implies the best so far.
+    fn linear_narrowing(
+        rules: &[(RuleId, Expr)],
+        form: &Expr,
+        exclude: &dyn Fn(RuleId) -> bool,
+    ) -> Option<RuleId> {
+        let parts = conjuncts_of(form);
+        let mut implied: Vec<(RuleId, &[Expr])> = rules
+            .iter()
+            .filter(|(id, f)| !matches!(f, Expr::True | Expr::False) && !exclude(*id))
+            .map(|(id, f)| (*id, conjuncts_of(f)))
+            .filter(|(_, cs)| implies_all(parts, cs))
+            .collect();
+        implied.sort_by_key(|(id, _)| *id);
+        let mut best = *implied.first()?;
+        for &c in &implied[1..] {
+            if implies_all(c.1, best.1) && !implies_all(best.1, c.1) {
+                best = c;
+            }
+        }
+        Some(best.0)
+    }
+
+    /// Predicates on a few subjects with small value domains, so that buckets hold many
+    /// bounds, some equal, on the same field and scope.
+    fn arb_dense_pred() -> BoxedStrategy<Expr> {
+        let scopes = vec![
+            Scope {
+                source: Source::All,
+                window: Window::UNBOUNDED,
+                filter: None,
+            },
+            Scope {
+                source: Source::CreditCard,
+                window: Window::LastDays(30),
+                filter: None,
+            },
+        ];
+        let aggregate = (
+            select(vec![Field::TransactionCount, Field::AvgTransactionAmount]),
+            select(scopes),
+        )
+            .prop_flat_map(|(field, scope)| {
+                arb_test(field).prop_map(move |test| {
+                    Expr::Pred(Pred::Aggregate {
+                        field,
+                        scope: scope.clone(),
+                        test,
+                    })
+                })
+            });
+        let profile = arb_test(Field::CityTier).prop_map(|test| {
+            Expr::Pred(Pred::Profile {
+                field: Field::CityTier,
+                test,
+            })
+        });
+        prop_oneof![4 => aggregate, 1 => profile].boxed()
+    }
+
+    fn arb_dense_condition() -> BoxedStrategy<Expr> {
+        let pred = arb_dense_pred();
+        prop_oneof![
+            6 => pred.clone(),
+            2 => proptest::collection::vec(pred.clone(), 2..4).prop_map(Expr::All),
+            1 => proptest::collection::vec(pred, 2..3).prop_map(Expr::Any),
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Choosing among many candidates in one bucket picks the parent the definition
+        /// picks, whatever the insertion order, ids and exclusions.
+        #[test]
+        fn narrowing_picks_the_linear_choice(
+            conditions in proptest::collection::vec(arb_dense_condition(), 1..120),
+            ids in proptest::collection::vec(1i64..400, 120),
+            queries in proptest::collection::vec(arb_dense_condition(), 1..20),
+            excluded in proptest::collection::btree_set(1i64..400, 0..60),
+        ) {
+            let mut finder = DependencyFinder::new();
+            let mut rules = Vec::new();
+            for (c, &id) in conditions.iter().zip(&ids) {
+                if finder.slot_of.contains_key(&id) {
+                    continue;
+                }
+                finder.insert(id, &format!("rule {id}"), c);
+                rules.push((id, normalize(c)));
+            }
+            for q in queries.iter().chain(&conditions) {
+                let form = normalize(q);
+                if matches!(form, Expr::True | Expr::False) {
+                    continue;
+                }
+                for exclude in [&|_| false, &|id| excluded.contains(&id)] as [&dyn Fn(RuleId) -> bool; 2] {
+                    let found = finder
+                        .find_narrowing(&Query::new(&form), exclude)
+                        .map(|(_, reuse)| reuse.parents);
+                    let expected = linear_narrowing(&rules, &form, exclude).map(|id| vec![id]);
+                    prop_assert_eq!(found, expected, "{:?}", form);
+                }
+            }
+        }
     }
 }

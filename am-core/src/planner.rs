@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use petgraph::Direction;
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::{Dfs, Reversed};
+use petgraph::visit::{Dfs, Reversed, VisitMap, Visitable};
 
 use crate::error::PlanError;
 use crate::evaluate::rule_set_expr;
@@ -123,12 +123,21 @@ impl Planner {
                 };
                 let node = index[id];
                 // Computed only if the finder asks: everything downstream of the rule now,
-                // including reuse edges added for earlier rules.
-                let downstream: OnceCell<HashSet<RuleId>> = OnceCell::new();
+                // including reuse edges added for earlier rules. Most rules have nothing
+                // downstream yet, so that walk is skipped for them.
+                let leaf = graph
+                    .neighbors_directed(node, Direction::Outgoing)
+                    .next()
+                    .is_none();
+                let downstream = OnceCell::new();
                 let exclude = |c: RuleId| {
-                    downstream
-                        .get_or_init(|| reachable(&graph, node))
-                        .contains(&c)
+                    c == *id
+                        || (!leaf
+                            && index.get(&c).is_some_and(|n| {
+                                downstream
+                                    .get_or_init(|| reachable(&graph, node))
+                                    .is_visited(n)
+                            }))
                 };
                 if let Some((compute, found)) = finder.find_for_rule(*id, condition, &exclude) {
                     for p in &found.parents {
@@ -151,18 +160,23 @@ impl Planner {
                 return Err(PlanError::Cycle { rules: cycle });
             }
         };
-        let mut stage_of: HashMap<RuleId, usize> = HashMap::with_capacity(rules.len());
+        // Stages by node index: no hashing in the loop or in the sort below.
+        let mut stage = vec![0usize; graph.node_count()];
         for n in topo {
-            let stage = graph
+            stage[n.index()] = graph
                 .neighbors_directed(n, Direction::Incoming)
-                .filter_map(|p| stage_of.get(&graph[p]))
-                .map(|s| s + 1)
+                .map(|p| stage[p.index()] + 1)
                 .max()
                 .unwrap_or(0);
-            stage_of.insert(graph[n], stage);
         }
-        let mut order: Vec<RuleId> = rules.keys().copied().collect();
-        order.sort_by_key(|id| (stage_of.get(id).copied().unwrap_or(0), *id));
+        let mut by_stage: Vec<(usize, RuleId)> = graph
+            .node_indices()
+            .map(|n| (stage[n.index()], graph[n]))
+            .collect();
+        by_stage.sort_unstable();
+        let order: Vec<RuleId> = by_stage.iter().map(|&(_, id)| id).collect();
+        let stage_of: HashMap<RuleId, usize> =
+            by_stage.into_iter().map(|(s, id)| (id, s)).collect();
 
         let mut nodes = BTreeMap::new();
         for (id, rule) in rules {
@@ -304,25 +318,26 @@ impl Planner {
                 stages.resize_with(stage + 1, Vec::new);
             }
             stages[stage].push(*id);
-            nodes.push(node);
+            nodes.push((stage, node));
         }
         for s in &mut stages {
             s.sort_unstable();
         }
-        let mut nodes: Vec<PlanNode> = nodes.into_iter().cloned().collect();
-        nodes.sort_by_key(|n| (local.get(&n.rule_id).copied().unwrap_or(0), n.rule_id));
+        // Sorted before cloning: keys are unique, and moving references is cheap.
+        nodes.sort_unstable_by_key(|(stage, n)| (*stage, n.rule_id));
+        let nodes: Vec<PlanNode> = nodes.into_iter().map(|(_, n)| n.clone()).collect();
         Plan { nodes, stages }
     }
 }
 
-/// Every rule reachable downstream of a node, the node included.
-fn reachable(graph: &DiGraph<RuleId, Edge>, from: NodeIndex) -> HashSet<RuleId> {
-    let mut out = HashSet::new();
+/// Every node reachable downstream of a node, the node included.
+fn reachable(
+    graph: &DiGraph<RuleId, Edge>,
+    from: NodeIndex,
+) -> <DiGraph<RuleId, Edge> as Visitable>::Map {
     let mut dfs = Dfs::new(graph, from);
-    while let Some(n) = dfs.next(graph) {
-        out.insert(graph[n]);
-    }
-    out
+    while dfs.next(graph).is_some() {}
+    dfs.discovered
 }
 
 /// The shortest dependency cycle through the lowest-id rule that is on any cycle, as
