@@ -30,7 +30,9 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::FixedState;
 use std::mem::discriminant;
 
 use crate::expr::{CmpOp, Expr, Pred, Test, Value};
@@ -86,58 +88,12 @@ struct Pick<'a> {
     c: &'a Candidate,
 }
 
-/// Maps and sets keyed by our own hashes and small integers.
-type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
-type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;
-
-/// A multiply-rotate hasher (as FxHash), much cheaper than SipHash on the normal forms and
-/// small keys hashed for every lookup. Its lack of keys loses nothing: buckets are confirmed
-/// with `==`, and the form hashes were unkeyed (`DefaultHasher::new()`) before.
-#[derive(Debug, Clone, Copy, Default)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(c);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// Maps and sets keyed by our own hashes and small integers, with foldhash's fixed-seed
+/// hasher: much cheaper than SipHash on the normal forms and small keys hashed for every
+/// lookup. Its lack of keys loses nothing: buckets are confirmed with `==`, and the form
+/// hashes were unkeyed (`DefaultHasher::new()`) before.
+type HashMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+type HashSet<K> = std::collections::HashSet<K, FixedState>;
 
 /// A normal form being looked up, with the hashes the indexes are keyed by.
 struct Query<'a> {
@@ -865,14 +821,12 @@ fn residual_expr(mut parts: Vec<Expr>, list: fn(Vec<Expr>) -> Expr) -> Option<Ex
 /// confirmed with `==`, so this only has to be fast and consistent within one process (the
 /// stable [`crate::normalize::fingerprint`] normalises and serialises again).
 fn form_hash(e: &Expr) -> u64 {
-    let mut h = FastHasher::default();
-    e.hash(&mut h);
-    h.finish()
+    FixedState::default().hash_one(e)
 }
 
 /// What a predicate is about: a profile field, or an aggregate with its exact scope.
 fn pred_key(p: &Pred) -> Option<u64> {
-    let mut h = FastHasher::default();
+    let mut h = FixedState::default().build_hasher();
     match p {
         Pred::Profile { field, .. } => {
             0u8.hash(&mut h);
