@@ -292,51 +292,32 @@ pub fn membership_diff(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result
     let seg = segment(conn, id)?;
     let live = segment_table_name(seg.rule_id);
     let previous = crate::backend::previous_table_name(seg.rule_id);
-    let has_previous = conn.dialect().table_exists(conn, &previous)?;
     let changes = crate::backend::changes_table_name(seg.rule_id);
-    if conn.dialect().table_exists(conn, &changes)? {
-        // The last refresh updated the segment and recorded who entered and left.
-        let mut side = |entered: bool| -> Result<(i64, Vec<i64>)> {
-            let which = Expr::col("entered").eq(i32::from(entered));
-            let total = Query::select()
-                .expr(Expr::cust("count(*)"))
-                .from(Alias::new(changes.as_str()))
-                .and_where(which.clone())
-                .to_owned();
-            let total = conn.row(&total)?.i64(0)?;
-            let first = Query::select()
-                .column("user_id")
-                .from(Alias::new(changes.as_str()))
-                .and_where(which)
-                .order_by("user_id", Order::Asc)
-                .limit(u64::from(limit))
-                .to_owned();
-            let ids = conn
-                .rows(&first)?
-                .iter()
-                .map(|r| r.i64(0))
-                .collect::<Result<Vec<i64>>>()?;
-            Ok((total, ids))
-        };
-        let ((entered_total, entered), (left_total, left)) = (side(true)?, side(false)?);
-        return Ok(MembershipDiff {
-            entered_total,
-            left_total,
-            entered,
-            left,
-        });
-    }
     let ids = |table: &str| {
         Query::select()
             .column("user_id")
             .from(Alias::new(table))
             .to_owned()
     };
-    let mut side = |from: &str, minus: Option<&str>| -> Result<(i64, Vec<i64>)> {
-        let mut set = ids(from);
-        if let Some(minus) = minus {
-            set.union(UnionType::Except, ids(minus));
-        }
+    // Each side as a set of ids: recorded by an update, or the difference of two tables.
+    let (entered, left) = if conn.dialect().table_exists(conn, &changes)? {
+        let recorded = |entered: bool| {
+            ids(&changes)
+                .and_where(Expr::col("entered").eq(i32::from(entered)))
+                .to_owned()
+        };
+        (Some(recorded(true)), Some(recorded(false)))
+    } else if conn.dialect().table_exists(conn, &previous)? {
+        let minus = |a: &str, b: &str| ids(a).union(UnionType::Except, ids(b)).to_owned();
+        (Some(minus(&live, &previous)), Some(minus(&previous, &live)))
+    } else {
+        // The first build: everyone entered.
+        (Some(ids(&live)), None)
+    };
+    let mut side = |set: Option<SelectStatement>| -> Result<(i64, Vec<i64>)> {
+        let Some(set) = set else {
+            return Ok((0, Vec::new()));
+        };
         let total = Query::select()
             .expr(Expr::cust("count(*)"))
             .from_subquery(set.clone(), "d")
@@ -355,11 +336,7 @@ pub fn membership_diff(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result
             .collect::<Result<Vec<i64>>>()?;
         Ok((total, ids))
     };
-    let ((entered_total, entered), (left_total, left)) = if has_previous {
-        (side(&live, Some(&previous))?, side(&previous, Some(&live))?)
-    } else {
-        (side(&live, None)?, (0, Vec::new()))
-    };
+    let ((entered_total, entered), (left_total, left)) = (side(entered)?, side(left)?);
     Ok(MembershipDiff {
         entered_total,
         left_total,

@@ -366,6 +366,29 @@ fn apply_in(
         conn.row(&q)?.i64(0)
     };
     let (entered, left) = (count(conn, 1)?, count(conn, 0)?);
+    apply_recorded(conn, rule_id)?;
+    conn.batch(&format!("DROP TABLE IF EXISTS {next}"))?;
+    // The members before a rebuild; after an update the changes say what `diff` needs.
+    conn.batch(&format!(
+        "DROP TABLE IF EXISTS {}",
+        d.quote(&previous_table_name(rule_id))
+    ))?;
+    let counts = SwapCounts {
+        row_count: before + entered - left,
+        entered,
+        left,
+    };
+    publish(conn, &counts)?;
+    Ok(counts)
+}
+
+/// Applies `segment_output_<id>__changes` to the live table: who left goes, who entered comes
+/// (in key order, appended to the table's B-tree). Shared by updates and PostgreSQL rebuilds.
+pub(crate) fn apply_recorded(conn: &mut dyn Conn, rule_id: RuleId) -> Result<()> {
+    let d = conn.dialect();
+    let live = d.quote(&segment_table_name(rule_id));
+    let changes = d.quote(&changes_table_name(rule_id));
+    let none = || sea_query::Values(Vec::new());
     conn.execute_sql(
         &format!(
             "DELETE FROM {live} WHERE user_id IN \
@@ -380,19 +403,7 @@ fn apply_in(
         ),
         none(),
     )?;
-    conn.batch(&format!("DROP TABLE IF EXISTS {next}"))?;
-    // The members before a rebuild; after an update the changes say what `diff` needs.
-    conn.batch(&format!(
-        "DROP TABLE IF EXISTS {}",
-        d.quote(&previous_table_name(rule_id))
-    ))?;
-    let counts = SwapCounts {
-        row_count: before + entered - left,
-        entered,
-        left,
-    };
-    publish(conn, &counts)?;
-    Ok(counts)
+    Ok(())
 }
 
 /// `CREATE TABLE <name> (user_id INTEGER PRIMARY KEY, entered SMALLINT NOT NULL)`: who

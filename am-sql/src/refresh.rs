@@ -826,7 +826,9 @@ impl Builder for SharedAggregates {
 /// The store's own engine for one refresh: the nodes rebuilt read aggregates of every user,
 /// the nodes updated incrementally aggregates of the affected users only.
 struct Split {
-    full: Option<SharedAggregates>,
+    /// Prepared for the rebuilt nodes (none, if every node is updated: then it fills nothing).
+    full: SharedAggregates,
+    /// Prepared when some node is updated.
     incremental: Option<SharedAggregates>,
     updated: BTreeSet<RuleId>,
 }
@@ -842,8 +844,7 @@ impl Split {
     ) -> Split {
         let (inc, full): (Vec<&PlanNode>, Vec<&PlanNode>) =
             nodes.iter().partition(|n| updated.contains(&n.rule_id));
-        let full = (!full.is_empty() || inc.is_empty())
-            .then(|| SharedAggregates::prepare(conn, &full, rules, as_of, progress, None));
+        let full = SharedAggregates::prepare(conn, &full, rules, as_of, progress, None);
         let incremental = (!inc.is_empty())
             .then(|| SharedAggregates::prepare(conn, &inc, rules, as_of, progress, Some(AFFECTED)));
         Split {
@@ -853,57 +854,36 @@ impl Split {
         }
     }
 
-    fn part(&mut self, rule_id: RuleId) -> Option<&mut SharedAggregates> {
-        if self.updated.contains(&rule_id) {
-            self.incremental.as_mut()
-        } else {
-            self.full.as_mut()
+    fn part(&mut self, rule_id: RuleId) -> &mut SharedAggregates {
+        match self.incremental.as_mut() {
+            Some(inc) if self.updated.contains(&rule_id) => inc,
+            _ => &mut self.full,
         }
-    }
-
-    fn any(&self) -> &SharedAggregates {
-        // `prepare` makes at least one of them.
-        self.full
-            .as_ref()
-            .or(self.incremental.as_ref())
-            .expect("a refresh prepares full or incremental aggregates")
     }
 }
 
 impl Builder for Split {
     fn dialect(&self) -> Dialect {
-        self.any().dialect()
+        self.full.dialect()
     }
 
     fn engine_name(&self) -> &'static str {
-        self.any().engine_name()
+        self.full.engine_name()
     }
 
     fn prepared_in(&self) -> Duration {
-        [&self.full, &self.incremental]
-            .into_iter()
-            .flatten()
-            .map(|p| p.took)
-            .sum()
+        self.full.took + self.incremental.as_ref().map_or(Duration::ZERO, |p| p.took)
     }
 
     fn unusable(&self) -> Option<String> {
-        [&self.full, &self.incremental]
-            .into_iter()
-            .flatten()
-            .find_map(|p| p.failed.clone())
+        self.full
+            .failed
+            .clone()
+            .or_else(|| self.incremental.as_ref()?.failed.clone())
     }
 
     fn job(&mut self, conn: &mut dyn Conn, node: &PlanNode) -> Job {
-        match self.part(node.rule_id) {
-            Some(part) => part.job(conn, node),
-            None => Job {
-                compute: node.compute.clone(),
-                incremental: false,
-                base_first: false,
-                reused_from: Vec::new(),
-            },
-        }
+        self.part(node.rule_id).job(conn, node)
     }
 
     fn build(
@@ -914,24 +894,17 @@ impl Builder for Split {
         self_contained: &SetExpr,
         publish: &mut dyn FnMut(&mut dyn Conn, &SwapCounts) -> Result<()>,
     ) -> Result<SwapCounts> {
-        match self.part(rule_id) {
-            Some(part) => part.build(conn, rule_id, job, self_contained, publish),
-            None => Err(crate::Error::Database(format!(
-                "rule #{rule_id} has no aggregates prepared"
-            ))),
-        }
+        self.part(rule_id)
+            .build(conn, rule_id, job, self_contained, publish)
     }
 
     fn finish(&mut self, conn: &mut dyn Conn) {
-        for part in [&mut self.full, &mut self.incremental]
-            .into_iter()
-            .flatten()
-        {
-            part.finish(conn);
-        }
-        if self.incremental.is_some() {
+        // In reverse order of preparing: each puts back the settings it found.
+        if let Some(inc) = &mut self.incremental {
+            inc.finish(conn);
             incremental::drop_affected(conn);
         }
+        self.full.finish(conn);
     }
 }
 

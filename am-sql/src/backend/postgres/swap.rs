@@ -77,20 +77,7 @@ fn rebuild_in(
             ),
             none(),
         )?;
-        conn.execute_sql(
-            &format!(
-                "DELETE FROM {q_live} AS l USING {changes} AS c \
-                 WHERE c.user_id = l.user_id AND c.entered = 0"
-            ),
-            none(),
-        )?;
-        conn.execute_sql(
-            &format!(
-                "INSERT INTO {q_live} (user_id) \
-                 SELECT user_id FROM {changes} WHERE entered = 1 ORDER BY 1"
-            ),
-            none(),
-        )?;
+        crate::incremental::apply_recorded(conn, rule_id)?;
         SwapCounts {
             row_count,
             entered: i64::try_from(entered).unwrap_or(i64::MAX),
