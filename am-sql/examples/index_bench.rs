@@ -53,6 +53,10 @@ const INDEX_SETS: &[(&str, &str)] = &[
         "(transaction_date, user_id, amount)",
         "transaction_date, user_id, amount",
     ),
+    (
+        "(user_id, transaction_date, amount, category)",
+        "user_id, transaction_date, amount, category",
+    ),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

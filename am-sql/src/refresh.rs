@@ -490,7 +490,9 @@ fn fill_shared(
             d.scratch_table(&table.name)
         ))?;
         conn.batch(&d.table(&layout.create_statement(table)))?;
-        conn.exec(&layout.fill_statement(table, as_of))?;
+        for fill in layout.fill_statements(table, as_of) {
+            conn.exec(&fill)?;
+        }
         progress.advance(1);
     }
     Ok(())

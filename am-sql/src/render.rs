@@ -268,14 +268,44 @@ impl AggregateLayout {
         create
     }
 
-    /// `INSERT INTO agg_<n> SELECT user_id, <aggregates> FROM <scan> GROUP BY user_id HAVING
-    /// user_id IN (SELECT user_id FROM users)`: one scan of the window's transactions; each
-    /// scope's filter becomes a `CASE` inside its aggregates. Users with transactions but no
-    /// profile are left out, so the table's rows are members' candidates on their own.
-    pub fn fill_statement(&self, table: &SharedTable, as_of: Timestamp) -> InsertStatement {
+    /// The statements that fill `agg_<n>`: `INSERT INTO agg_<n> SELECT user_id, <aggregates>
+    /// FROM <scan> GROUP BY user_id HAVING user_id IN (SELECT user_id FROM users)`, one scan
+    /// of the window's transactions; each scope's filter becomes a `CASE` inside its
+    /// aggregates. Users with transactions but no profile are left out, so the table's rows
+    /// are members' candidates on their own.
+    ///
+    /// On SQLite, both sources are aggregated one after the other, each in the order of its
+    /// covering index, the second merged into the first's rows (`ON CONFLICT DO UPDATE`):
+    /// grouping their `UNION ALL` would sort every transaction of the window. A distinct
+    /// count cannot be merged from two partial counts, so a table with one keeps the union.
+    pub fn fill_statements(&self, table: &SharedTable, as_of: Timestamp) -> Vec<InsertStatement> {
+        let mergeable = !table
+            .scopes
+            .iter()
+            .any(|(_, _, cols)| cols.contains(&AggColumn::DistinctCategories));
+        if self.dialect == Dialect::Sqlite && table.source == Source::All && mergeable {
+            vec![
+                self.fill_from(table, Source::CreditCard, as_of, false),
+                self.fill_from(table, Source::Upi, as_of, true),
+            ]
+        } else {
+            vec![self.fill_from(table, table.source, as_of, false)]
+        }
+    }
+
+    /// Fills `table` from the transactions of `source`; with `merge`, rows of users already in
+    /// the table are combined with theirs instead of inserted.
+    fn fill_from(
+        &self,
+        table: &SharedTable,
+        source: Source,
+        as_of: Timestamp,
+        merge: bool,
+    ) -> InsertStatement {
         let mut select = Query::select();
         select.column((SCAN, USER_ID));
         let mut columns = vec![Alias::new(USER_ID)];
+        let mut merged = Vec::new();
         let mut any_unfiltered = false;
         let mut filters = Vec::new();
         for (scope, prefix, cols) in &table.scopes {
@@ -285,11 +315,16 @@ impl AggregateLayout {
                 None => any_unfiltered = true,
             }
             for col in cols {
+                let name = format!("{prefix}{}", col.name());
                 select.expr_as(
                     aggregate_column(self.dialect, *col, guard),
-                    Alias::new(format!("{prefix}{}", col.name())),
+                    Alias::new(name.clone()),
                 );
-                columns.push(Alias::new(format!("{prefix}{}", col.name())));
+                merged.push((
+                    Alias::new(name.clone()),
+                    merged_column(*col, &table.name, &name),
+                ));
+                columns.push(Alias::new(name));
             }
         }
         // When every scope filters, rows no filter keeps cannot change any aggregate.
@@ -304,7 +339,7 @@ impl AggregateLayout {
         }
         let scan = scan_statement(
             self.dialect,
-            table.source,
+            source,
             &table.window,
             prune.as_ref(),
             &scan_columns,
@@ -325,6 +360,13 @@ impl AggregateLayout {
             .columns(columns);
         // The select has exactly the listed columns, so this cannot fail.
         let _ = insert.select_from(select);
+        if merge {
+            insert.on_conflict(
+                sea_query::OnConflict::column(USER_ID)
+                    .values(merged)
+                    .to_owned(),
+            );
+        }
         insert
     }
 
@@ -906,6 +948,29 @@ pub fn scope_aggregates(
     );
     q.from_subquery(scan, SCAN).group_by_col((SCAN, USER_ID));
     q
+}
+
+/// Column `name` of a row of `table` combined with the same column of the row being inserted
+/// (`excluded`), as the aggregate over both rows' transactions: sums add up (null only when
+/// both are null), counts add up, minima and maxima take the smaller or larger known value.
+fn merged_column(col: AggColumn, table: &str, name: &str) -> SqlExpr {
+    let old = || SqlExpr::col((Alias::new(table), Alias::new(name)));
+    let new = || SqlExpr::col((Alias::new("excluded"), Alias::new(name)));
+    // `new` replaces `old` where `better(new, old)` holds or `old` is unknown.
+    let pick = |better: SqlExpr| -> SqlExpr {
+        sea_query::CaseStatement::new()
+            .case(better.or(old().is_null()), new())
+            .finally(old())
+            .into()
+    };
+    match col {
+        AggColumn::TotalCents => Func::coalesce([old().add(new()), old(), new()]).into(),
+        AggColumn::TxCount | AggColumn::AmountCount => old().add(new()),
+        AggColumn::MinCents | AggColumn::FirstDate => pick(new().lt(old())),
+        AggColumn::MaxCents | AggColumn::LastDate => pick(new().gt(old())),
+        // Never merged: `fill_statements` keeps a distinct count in one statement.
+        AggColumn::DistinctCategories => new(),
+    }
 }
 
 /// Amount in integer cents, exact for decimals written as binary floating point.

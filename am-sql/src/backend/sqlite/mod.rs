@@ -38,6 +38,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/03_run_owners.sql")),
     M::up(include_str!("migrations/04_segment_engine.sql")),
     M::up(include_str!("migrations/05_change_log.sql")),
+    M::up(include_str!("migrations/07_scan_index_category.sql")),
 ];
 
 /// The schema version this program writes (`PRAGMA user_version`).
@@ -339,6 +340,7 @@ pub(crate) fn read_faster(conn: &mut dyn Conn) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::Dialect;
+    use crate::render::{CREDIT_CARD, UPI};
 
     #[test]
     fn the_migrated_triggers_are_the_ones_repair_puts_back() {
@@ -382,7 +384,7 @@ mod tests {
         let db = SqliteDb::open(&dir.path().join("t.db")).expect("open");
         let conn = db.connect().expect("connect");
         let scope = Scope {
-            source: Source::CreditCard,
+            source: Source::All,
             window: Window::LastDays(90),
             filter: None,
         };
@@ -400,13 +402,19 @@ mod tests {
         conn.inner()
             .execute_batch(&Dialect::Sqlite.table(&layout.create_statement(&layout.tables[0])))
             .expect("create");
-        let (sql, values) = Dialect::Sqlite.build(&layout.fill_statement(&layout.tables[0], as_of));
-        let fill = plan_of(&conn, &sql, values);
-        assert!(
-            fill.contains("COVERING INDEX credit_card_transactions_user_date_amount"),
-            "{fill}"
-        );
-        assert!(!fill.contains("day_user"), "{fill}");
+        // One statement per source, each grouping in its covering index's order: no sort.
+        let fills = layout.fill_statements(&layout.tables[0], as_of);
+        assert_eq!(fills.len(), 2);
+        for (fill, table) in fills.iter().zip([CREDIT_CARD, UPI]) {
+            let (sql, values) = Dialect::Sqlite.build(fill);
+            let fill = plan_of(&conn, &sql, values);
+            assert!(
+                fill.contains(&format!("COVERING INDEX {table}_user_date_amount")),
+                "{fill}"
+            );
+            assert!(!fill.contains("day_user"), "{fill}");
+            assert!(!fill.contains("TEMP B-TREE"), "{fill}");
+        }
 
         let band = sea_query::Query::select()
             .column("user_id")

@@ -226,6 +226,93 @@ fn timed<T>(server: Option<Server>, step: impl FnOnce() -> T) -> (T, Timing) {
     (out, Timing { wall, cpu })
 }
 
+/// Where a refresh's wall time went: the shared aggregates, the segments' builds and swaps
+/// (with the member rows they wrote), and the rest (runs, catalog, change log).
+struct Split {
+    aggregates: Duration,
+    segments: Duration,
+    rest: Duration,
+    members: i64,
+}
+
+impl Split {
+    fn of(report: &am_sql::refresh::RefreshReport) -> Split {
+        let segments: Duration = report.nodes.iter().map(|n| n.duration).sum();
+        Split {
+            aggregates: report.aggregates,
+            segments,
+            rest: report
+                .elapsed
+                .saturating_sub(report.aggregates)
+                .saturating_sub(segments),
+            members: report.nodes.iter().filter_map(|n| n.row_count).sum(),
+        }
+    }
+
+    fn line(&self) -> String {
+        let per_member = self.segments.as_secs_f64() * 1e9 / self.members.max(1) as f64;
+        format!(
+            "shared aggregates {:.2} s, segments {:.2} s ({} member rows, {per_member:.0} ns each), runs and catalog {:.2} s",
+            self.aggregates.as_secs_f64(),
+            self.segments.as_secs_f64(),
+            self.members,
+            self.rest.as_secs_f64(),
+        )
+    }
+}
+
+/// The first rule of the mix (`total_spend >` a bound over the window, with its category
+/// under `--filters`) as the fastest SQLite query found for it by hand: each table grouped
+/// in its covering index's order, the two sums added per user. Materialized like a segment,
+/// and dropped again; returns its member count.
+fn hand_written(
+    conn: &mut dyn am_sql::conn::Conn,
+    mix: Mix,
+    filters: bool,
+) -> Result<i64, Box<dyn std::error::Error>> {
+    let bound = conditions(mix, 0)[0]["value"].clone();
+    let category = if filters { "AND category = ?4" } else { "" };
+    let branch = |table: &str| {
+        format!(
+            "SELECT user_id, SUM(amount) AS spend FROM {table} \
+             WHERE transaction_date >= ?1 AND transaction_date <= ?2 {category} GROUP BY user_id"
+        )
+    };
+    let sql = format!(
+        "CREATE TEMP TABLE hand_written AS SELECT user_id FROM ({} UNION ALL {}) \
+         GROUP BY user_id HAVING SUM(spend) > ?3",
+        branch("credit_card_transactions"),
+        branch("upi_transactions")
+    );
+    let mut values = vec![
+        sea_query::Value::from("2025-04-01 00:00:00"),
+        sea_query::Value::from("2025-06-30 23:59:59"),
+        sea_query::Value::from(bound.as_i64().ok_or("the first rule's bound")?),
+    ];
+    if filters {
+        values.push(sea_query::Value::from(CATEGORIES[0]));
+    }
+    conn.execute_sql(
+        "DROP TABLE IF EXISTS temp.hand_written",
+        sea_query::Values(Vec::new()),
+    )?;
+    conn.execute_sql(&sql, sea_query::Values(values))?;
+    let mut members = 0;
+    conn.query_sql(
+        "SELECT count(*) FROM temp.hand_written",
+        sea_query::Values(Vec::new()),
+        &mut |row| {
+            members = row.i64(0)?;
+            Ok(())
+        },
+    )?;
+    conn.execute_sql(
+        "DROP TABLE temp.hand_written",
+        sea_query::Values(Vec::new()),
+    )?;
+    Ok(members)
+}
+
 /// Rule `k`'s conditions: five shapes in turn, bounds tightening every five rules.
 fn conditions(mix: Mix, k: usize) -> Vec<serde_json::Value> {
     use serde_json::json;
@@ -479,6 +566,39 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("one-rule refresh failed: {report:?}").into());
     }
 
+    let one_members = report.nodes.first().and_then(|n| n.row_count);
+    let one_split = Split::of(&report);
+
+    // (1b) the same rule as the best SQL a person would write for it, beside (1) twice.
+    let hand = match store.dialect() {
+        am_sql::Dialect::Sqlite => {
+            let mut own = store.connection()?;
+            let mut timings = Vec::new();
+            for round in 0..2 {
+                if round > 0 {
+                    let (again, timing) = refresh(&plan, &first);
+                    if !again?.succeeded() {
+                        return Err("one-rule refresh failed".into());
+                    }
+                    timings.push(("one aggregate rule (engine), again", timing));
+                }
+                let (members, timing) = timed(server, || {
+                    hand_written(own.as_mut(), args.mix, args.filters)
+                });
+                let members = members?;
+                if Some(members) != one_members {
+                    return Err(format!(
+                        "the hand-written query finds {members} members, the engine {one_members:?}"
+                    )
+                    .into());
+                }
+                timings.push(("one aggregate rule, hand-written SQL", timing));
+            }
+            timings
+        }
+        _ => Vec::new(),
+    };
+
     // (2) every rule through the engine, sharing the window's scan.
     let (report, shared) = refresh(&plan, &all);
     let report = report?;
@@ -597,6 +717,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         secs(one.wall),
         cpu(&one)
     );
+    for (what, t) in &hand {
+        println!("| {what} | {:.2} | {} |", secs(t.wall), cpu(t));
+    }
     println!(
         "| {} rules sharing the window (engine) | {:.2} | {} |",
         rules.len(),
@@ -629,6 +752,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!();
+    println!("one rule, where the time went: {}", one_split.line());
+    println!(
+        "{} rules, where the time went: {}",
+        rules.len(),
+        Split::of(&report).line()
+    );
+    if let [(_, h1), (_, again), (_, h2)] = hand.as_slice() {
+        println!(
+            "one rule through the engine / hand-written: {} and {} CPU (target <= 1.3x)",
+            ratio(one.cpu, h1.cpu),
+            ratio(again.cpu, h2.cpu)
+        );
+    }
     println!(
         "{} rules through the engine / one rule: {:.2}x wall, {} CPU (target <= 3x)",
         rules.len(),
