@@ -308,6 +308,8 @@ impl AggregateLayout {
         let mut merged = Vec::new();
         let mut any_unfiltered = false;
         let mut filters = Vec::new();
+        // A lone scope's filter is the scan's `WHERE` (below): no row needs its `CASE` too.
+        let lone = table.scopes.len() == 1;
         for (scope, prefix, cols) in &table.scopes {
             let guard = scope.filter.as_deref();
             match guard {
@@ -317,7 +319,7 @@ impl AggregateLayout {
             for col in cols {
                 let name = format!("{prefix}{}", col.name());
                 select.expr_as(
-                    aggregate_column(self.dialect, *col, guard),
+                    aggregate_column(self.dialect, *col, guard.filter(|_| !lone)),
                     Alias::new(name.clone()),
                 );
                 merged.push((
