@@ -193,8 +193,9 @@ pub enum RulesCommand {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Rule ids or names to refresh (with whatever they are built from that is stale).
-    #[arg(value_name = "RULE", required_unless_present_any = ["all", "stale"])]
+    /// Rule ids or names to refresh (with whatever they are built from that is stale);
+    /// `+RULE` also refreshes every rule it is built from, `RULE+` every rule built from it.
+    #[arg(value_name = "RULE")]
     pub rules: Vec<String>,
     /// Refresh every rule.
     #[arg(long, conflicts_with_all = ["stale", "rules"])]
@@ -242,9 +243,10 @@ pub enum SegmentsCommand {
     Export {
         /// The segment's rule, by id or name.
         rule: String,
-        /// The output format.
-        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
-        format: ExportFormat,
+        /// The output format; by default the output file's extension (`.csv`, `.json`), else
+        /// CSV.
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,

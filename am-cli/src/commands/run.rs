@@ -1,6 +1,9 @@
 //! `am run`: refresh segments with a progress bar, then a table of what happened.
 
+use std::collections::BTreeSet;
+
 use am_core::expr::Timestamp;
+use am_core::rule::RuleId;
 use am_sql::Store;
 use am_sql::error::one_line_short;
 use am_sql::refresh::{NodeStatus, RefreshMode, RefreshReport, RefreshRequest, RefreshTargets};
@@ -14,17 +17,24 @@ use crate::output::{self, Plain};
 use crate::progress::Bars;
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
+    if args.rules.is_empty() && !args.all && !args.stale {
+        use clap::CommandFactory as _;
+        crate::cli::Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "name the rules to refresh (ids or names; `+RULE` with what it is built from, \
+                 `RULE+` with what is built from it), or refresh every rule with `--all` or \
+                 only the stale ones with `--stale`",
+            )
+            .exit()
+    }
     let store = ctx.store()?;
     let targets = if args.all {
         RefreshTargets::All
     } else if args.stale {
         RefreshTargets::Stale
     } else {
-        let mut ids = Vec::new();
-        for key in &args.rules {
-            ids.push(super::rules::resolve(&store, key)?.id);
-        }
-        RefreshTargets::Rules(ids)
+        RefreshTargets::Rules(selected(&store, &args.rules)?)
     };
     let mut request = RefreshRequest::new(targets, RunTrigger::Cli);
     request.as_of = args.as_of.as_deref().map(parse_as_of).transpose()?;
@@ -50,6 +60,65 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The rules `am run RULE...` names, with dbt's graph selectors: `+RULE` adds every rule
+/// RULE is built from (its `depends_on`, all the way up), `RULE+` every rule built from it
+/// (all the way down), `+RULE+` both. A rule whose own name starts or ends with `+` is that
+/// rule: a selector is read only when no rule has the name as written.
+fn selected(store: &Store, keys: &[String]) -> anyhow::Result<Vec<RuleId>> {
+    let rules = store.all_rules()?;
+    let mut chosen = BTreeSet::new();
+    for key in keys {
+        match store.resolve_rule(key) {
+            Ok(rule) => {
+                chosen.insert(rule.id);
+                continue;
+            }
+            Err(am_sql::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot read rule {key:?}")));
+            }
+        }
+        let key = key.trim();
+        let (up, rest) = key.strip_prefix('+').map_or((false, key), |r| (true, r));
+        let (down, name) = rest.strip_suffix('+').map_or((false, rest), |r| (true, r));
+        let rule = super::rules::resolve(store, name)?;
+        chosen.insert(rule.id);
+        if up {
+            reach(rule.id, &mut chosen, &|id| {
+                rules
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.spec.depends_on.clone())
+                    .unwrap_or_default()
+            });
+        }
+        if down {
+            reach(rule.id, &mut chosen, &|id| {
+                rules
+                    .iter()
+                    .filter(|r| r.spec.depends_on.contains(&id))
+                    .map(|r| r.id)
+                    .collect()
+            });
+        }
+    }
+    Ok(chosen.into_iter().collect())
+}
+
+/// Adds every rule reachable from `from` through `next` to `out`.
+fn reach(from: RuleId, out: &mut BTreeSet<RuleId>, next: &dyn Fn(RuleId) -> Vec<RuleId>) {
+    let mut todo = vec![from];
+    let mut seen = BTreeSet::from([from]);
+    while let Some(id) = todo.pop() {
+        for n in next(id) {
+            if seen.insert(n) {
+                out.insert(n);
+                todo.push(n);
+            }
+        }
+    }
 }
 
 /// Refreshes with progress bars; shared with `am demo`.

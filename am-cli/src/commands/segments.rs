@@ -175,12 +175,48 @@ fn sample(ctx: &Context, store: &Store, rule: &str, limit: u32) -> anyhow::Resul
     output::print(&out)
 }
 
+/// The format an export is written in: `--format`, else the output file's extension, else
+/// CSV. A `--format` the file's extension contradicts is refused before anything is written.
+fn export_format(
+    format: Option<ExportFormat>,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<ExportFormat> {
+    let extension = path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let by_name = match extension.as_deref() {
+        Some("csv") => Some(ExportFormat::Csv),
+        Some("json") => Some(ExportFormat::Json),
+        _ => None,
+    };
+    match (format, by_name, path) {
+        (Some(asked), Some(named), Some(p)) if asked != named => anyhow::bail!(
+            "--format {} does not match the file name {}: drop --format or name the file .{}",
+            format_name(asked),
+            p.display(),
+            format_name(asked)
+        ),
+        (Some(asked), _, _) => Ok(asked),
+        (None, Some(named), _) => Ok(named),
+        (None, None, _) => Ok(ExportFormat::Csv),
+    }
+}
+
+fn format_name(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+    }
+}
+
 fn export(
     store: &Store,
     rule: &str,
-    format: ExportFormat,
+    format: Option<ExportFormat>,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    let format = export_format(format, path)?;
     let s = find(store, rule)?;
     let sink: Box<dyn Write> = match path {
         Some(p) => {

@@ -174,6 +174,38 @@ fn run_explain_and_segments_after_the_demo(engine: Engine) {
             .expect("json");
     assert_eq!(members["row_count"].as_u64(), Some(rows.len() as u64));
 
+    // Without --format the file's extension decides; a contradicting one is refused and
+    // writes nothing.
+    let by_name = run(am().args(["segments", "export", "2", "-o", "named.json"]));
+    assert_eq!(by_name.code, 0, "{}", by_name.stderr);
+    let named: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("named.json")).expect("written"))
+            .expect("named.json is JSON");
+    assert_eq!(named, exported);
+    let upper = run(am().args(["segments", "export", "2", "-o", "NAMED.CSV"]));
+    assert_eq!(upper.code, 0, "{}", upper.stderr);
+    let upper = std::fs::read_to_string(s.path("NAMED.CSV")).expect("written");
+    assert_eq!(upper, csv.stdout);
+    let clash = run(am().args([
+        "segments",
+        "export",
+        "2",
+        "--format",
+        "csv",
+        "-o",
+        "clash.json",
+    ]));
+    assert_eq!(clash.code, 1);
+    assert!(
+        clash
+            .stderr
+            .contains("--format csv does not match the file name")
+            && clash.stderr.contains("clash.json"),
+        "{}",
+        clash.stderr
+    );
+    assert!(!s.path("clash.json").exists());
+
     // After the first build every member entered, and nobody left.
     let diff = run(am().args(["--json", "segments", "diff", "Big spenders", "-n", "3"]));
     assert_eq!(diff.code, 0, "{}", diff.stderr);

@@ -112,3 +112,62 @@ fn json_as_of_is_utc_with_a_z(engine: Engine) {
     assert_eq!(v["as_of"], "2025-06-30T12:00:00Z");
     assert_eq!(v["nodes"].as_array().map(Vec::len), Some(2));
 }
+
+/// The rule ids a `--json` run refreshed.
+fn refreshed(out: &crate::Outcome) -> Vec<i64> {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let mut ids: Vec<i64> = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["rule_id"].as_i64().expect("rule_id"))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+on_every_engine!(selectors_add_what_a_rule_is_built_from_or_what_is_built_from_it);
+fn selectors_add_what_a_rule_is_built_from_or_what_is_built_from_it(engine: Engine) {
+    let s = two_rules(engine);
+    s.write(
+        "both.json",
+        r#"{"rule_name": "Tier spenders", "depends_on": ["Tier 1", "Spenders"]}"#,
+    );
+    s.write(
+        "top.json",
+        r#"{"rule_name": "Top", "depends_on": ["Tier spenders"], "conditions": [{"field": "total_spend", "operator": ">", "value": 100}]}"#,
+    );
+    // A rule whose own name ends with `+` is that rule, not a selector.
+    s.write(
+        "plus.json",
+        r#"{"rule_name": "Spenders+", "conditions": [{"field": "city_tier", "operator": "=", "value": 2}]}"#,
+    );
+    for file in ["both.json", "top.json", "plus.json"] {
+        let out = run(s.am().args(["rules", "add", file]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let json_run = |selector: &str| run(s.am().args(["--json", "run", selector]));
+    // Ids: 1 Tier 1, 2 Spenders, 3 Tier spenders (1 and 2), 4 Top (3), 5 "Spenders+".
+    assert_eq!(refreshed(&json_run("+Top")), [1, 2, 3, 4]);
+    assert_eq!(refreshed(&json_run("Tier 1+")), [1, 3, 4]);
+    assert_eq!(refreshed(&json_run("+Tier spenders+")), [1, 2, 3, 4]);
+    // Everything is fresh now: a plain name refreshes that rule alone.
+    assert_eq!(refreshed(&json_run("Tier spenders")), [3]);
+    assert_eq!(refreshed(&json_run("Spenders+")), [5]);
+    assert_eq!(refreshed(&json_run("+2+")), [2, 3, 4]);
+
+    let unknown = run(s.am().args(["run", "Nobody+"]));
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("\"Nobody\""), "{}", unknown.stderr);
+}
+
+#[test]
+fn run_without_rules_says_how_to_choose_them() {
+    let s = Scratch::on(Engine::Sqlite);
+    let out = run(s.am().args(["run"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    for hint in ["--all", "--stale", "+RULE", "RULE+"] {
+        assert!(out.stderr.contains(hint), "{hint}: {}", out.stderr);
+    }
+}
