@@ -54,10 +54,21 @@ export const uid = (prefix = 'f') => `${prefix}-${++idSeq}`;
 export const loading = (what = 'Loading…') => h('p.loading', { role: 'status' }, what);
 export const empty = (...msg) => h('div.empty', ...msg);
 
+// An error, with a retry button only where trying again can help (offline, the server's own
+// failures); a missing rule or segment links back to its list instead.
 export function errorBox(err, retry) {
+  const again = retry && (!err.status || err.status >= 500 || err.status === 408 || err.status === 429);
   return h('div.alert.error', { role: 'alert' },
     h('strong', errorTitle(err)), ' ', err.message || String(err),
-    retry ? h('button.small', { type: 'button', onclick: retry }, 'Try again') : null);
+    again ? h('button.small', { type: 'button', onclick: retry }, 'Try again') : null,
+    err.status === 404 ? [' ', backLink()] : null);
+}
+
+function backLink() {
+  const path = location.pathname;
+  if (path.startsWith('/segments')) return h('a', { href: '/segments' }, 'All segments');
+  if (path.startsWith('/rules')) return h('a', { href: '/rules' }, 'All rules');
+  return h('a', { href: '/' }, 'Go to the dashboard');
 }
 
 function errorTitle(err) {
@@ -76,6 +87,12 @@ const nf = new Intl.NumberFormat();
 export const num = (n) => (n === null || n === undefined ? '—' : nf.format(n));
 export const money = (n) => (n === null || n === undefined ? '—'
   : new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(n));
+
+// A number too long for a summary card, written compactly ("2.51B") with the exact value
+// (`exact`, already formatted) on hover and for screen readers.
+const compactNf = new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 2 });
+export const fitted = (exact, n) => (exact.length <= 10 || typeof n !== 'number' ? exact
+  : h('span', { title: exact, 'aria-label': exact, 'data-exact': exact }, compactNf.format(n)));
 
 // The API's timestamps are UTC ("2025-01-02 03:04:05" or RFC 3339).
 export function parseTime(s) {

@@ -241,34 +241,78 @@ pub fn upsert_segment(conn: &mut dyn Conn, record: &SegmentRecord) -> Result<Seg
     conn.row(&insert)?.i64(0)
 }
 
-/// Up to `limit` members (all with `None`) of segment `rule_id`'s table with their name and
-/// email, by user id.
-fn members_query(rule_id: RuleId, limit: Option<u32>) -> SelectStatement {
+/// Members of segment `rule_id`'s table with their name and email, by user id: all of them,
+/// or (with `sample`) the `limit` that come first in the order of `sample`.
+fn members_query(rule_id: RuleId, sample: Option<(SampleOrder, u32)>) -> SelectStatement {
+    let table = Alias::new(segment_table_name(rule_id));
     let mut q = Query::select();
     q.column(("s", "user_id"))
         .column(("u", "name"))
-        .column(("u", "email"))
-        .from_as(Alias::new(segment_table_name(rule_id)), "s")
-        .join_as(
-            sea_query::JoinType::LeftJoin,
-            Alias::new("users"),
-            "u",
-            Expr::col(("u", "user_id")).equals(("s", "user_id")),
-        )
-        .order_by(("s", "user_id"), Order::Asc);
-    if let Some(limit) = limit {
-        q.limit(u64::from(limit));
+        .column(("u", "email"));
+    match sample {
+        None => {
+            q.from_as(table, "s");
+        }
+        Some((order, limit)) => {
+            let picked = Query::select()
+                .column("user_id")
+                .from(table)
+                .order_by_expr(order.key(Expr::col("user_id")), Order::Asc)
+                .order_by("user_id", Order::Asc)
+                .limit(u64::from(limit))
+                .to_owned();
+            q.from_subquery(picked, "s");
+        }
     }
+    q.join_as(
+        sea_query::JoinType::LeftJoin,
+        Alias::new("users"),
+        "u",
+        Expr::col(("u", "user_id")).equals(("s", "user_id")),
+    )
+    .order_by(("s", "user_id"), Order::Asc);
     q
+}
+
+/// A pseudo-random order of user ids, fixed by a seed: ids multiplied by a key modulo a prime
+/// (a permutation of the ids below it), so a sample is spread over the whole segment.
+#[derive(Debug, Clone, Copy)]
+struct SampleOrder {
+    key: i64,
+}
+
+impl SampleOrder {
+    /// 2^31 - 1: ids and key stay below it, so the product fits 64 bits on every engine.
+    const PRIME: i64 = 2_147_483_647;
+
+    fn seeded(seed: u64) -> SampleOrder {
+        // SplitMix64's finalizer: nearby seeds (consecutive refreshes) give unrelated keys.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // Keys 0 and 1 would keep the ids' own order.
+        let span = (Self::PRIME - 2).unsigned_abs();
+        SampleOrder {
+            key: 2 + i64::try_from(z % span).unwrap_or(0),
+        }
+    }
+
+    fn key(self, id: Expr) -> Expr {
+        id.modulo(Self::PRIME).mul(self.key).modulo(Self::PRIME)
+    }
 }
 
 /// A segment member: user id, name, email.
 pub type Member = (i64, Option<String>, Option<String>);
 
-/// Up to `limit` members of a segment with their name and email, by user id.
+/// Up to `limit` members of a segment with their name and email, listed by user id: a
+/// pseudo-random sample drawn from all its members, the same until the segment's next refresh.
 pub fn sample(conn: &mut dyn Conn, id: SegmentId, limit: u32) -> Result<Vec<Member>> {
     let seg = segment(conn, id)?;
-    conn.rows(&members_query(seg.rule_id, Some(limit)))?
+    let refreshed = seg.last_refreshed_at.timestamp_micros().unsigned_abs();
+    let order = SampleOrder::seeded(refreshed ^ seg.rule_id.unsigned_abs().rotate_left(32));
+    conn.rows(&members_query(seg.rule_id, Some((order, limit))))?
         .iter()
         .map(|r| Ok((r.i64(0)?, r.opt_text(1)?, r.opt_text(2)?)))
         .collect()

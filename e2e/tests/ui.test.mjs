@@ -55,6 +55,16 @@ describe('web UI', () => {
     const users = page.locator('.card', { hasText: 'Users' }).locator('.value');
     await page.waitForFunction(() => !document.querySelector('main .loading'));
     assert.equal((await users.textContent()).replace(/\D/g, ''), String(summary.total_users));
+    // Every figure fits its card; one too long for it is written compactly, exact on hover.
+    for (const value of await page.locator('.card .value').all()) {
+      assert.ok(await value.evaluate((el) => el.scrollWidth <= el.clientWidth + 1), await value.textContent());
+    }
+    const big = await page.evaluate(async () => {
+      const { fitted } = await import('/assets/dom.js');
+      const el = fitted('2,508,435,544.47', 2508435544.47);
+      return [el.textContent, el.title];
+    });
+    assert.deepEqual(big, ['2.51B', '2,508,435,544.47']);
     expectNoConsoleErrors();
   });
 
@@ -252,6 +262,24 @@ describe('web UI', () => {
     await page.getByText(`Deleted “${LOYAL}”.`).waitFor();
     await page.getByRole('button', { name: `Delete ${LOYAL}` }).waitFor({ state: 'detached' });
     expectNoConsoleErrors();
+  });
+
+  it('says a missing segment or rule is not found, with the way back and no retry', async () => {
+    const other = await openPage(browser);
+    other.allowStatus.add(404);
+    for (const [path, back, heading] of [
+      ['/segments/987654', 'All segments', 'Segments'],
+      ['/rules/edit/987654', 'All rules', 'Rules'],
+    ]) {
+      await other.goto(`${server.base}${path}`);
+      const alert = other.getByRole('alert');
+      await alert.getByText('Not found.').waitFor();
+      assert.equal(await alert.getByRole('button', { name: 'Try again' }).count(), 0);
+      await alert.getByRole('link', { name: back }).click();
+      await other.getByRole('heading', { name: heading, level: 1 }).waitFor();
+    }
+    assert.deepEqual(other.consoleErrors, []);
+    await other.context().close();
   });
 
   it('works at phone width', async () => {

@@ -1,7 +1,7 @@
 // Dashboard: summary metrics, recently refreshed segments, failed runs that need attention.
 
 import { get, qs, all } from '../api.js';
-import { h, clear, loading, empty, errorBox, num, money, when, parseTime, change } from '../dom.js';
+import { h, clear, loading, empty, errorBox, num, money, fitted, when, parseTime, change } from '../dom.js';
 
 export async function render(view, { signal }) {
   const metrics = h('section.cards', { 'aria-label': 'Summary' }, loading());
@@ -42,9 +42,9 @@ async function loadMetrics(signal) {
   const card = (label, value, href) => h('div.card',
     h('div.label', label), h('div.value', href ? h('a', { href }, value) : value));
   return [
-    card('Users', num(s.total_users)),
-    card('Transactions', num(s.total_transactions)),
-    card('Total spend', money(s.total_spend)),
+    card('Users', fitted(num(s.total_users), s.total_users)),
+    card('Transactions', fitted(num(s.total_transactions), s.total_transactions)),
+    card('Total spend', fitted(money(s.total_spend), s.total_spend)),
     card('Rules', num(rules.total), '/rules'),
     card('Segments', num(segs.total), '/segments'),
   ];

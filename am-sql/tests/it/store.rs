@@ -464,6 +464,44 @@ conformance! {
 }
 
 conformance! {
+    fn a_sample_is_spread_over_the_segment_and_stays_until_the_next_refresh(db: &mut TestDb) {
+        let store = &db.store.clone();
+        let rule = store.create_rule_json(&tier_rule("Tier one", 1)).unwrap();
+        let table = catalog::segment_table_name(rule);
+        db.exec(&am_sql::backend::create_segment_table(
+            db.store.dialect(),
+            &table,
+        ));
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new(table.as_str())).columns(["user_id"]);
+        for user in 1..=2000 {
+            insert.values_panic([user.into()]);
+        }
+        db.exec(&insert);
+        let engine = db.store.dialect().name();
+        let id = catalog::upsert_segment(db.conn(), &record(rule, engine)).unwrap();
+
+        let ids = |db: &mut TestDb| -> Vec<i64> {
+            catalog::sample(db.conn(), id, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(user, _, _)| user)
+                .collect()
+        };
+        let first = ids(db);
+        assert_eq!(first.len(), 10);
+        assert!(first.windows(2).all(|w| w[0] < w[1]), "listed by id: {first:?}");
+        assert!(first.iter().all(|u| (1..=2000).contains(u)), "{first:?}");
+        assert_ne!(first, (1..=10).collect::<Vec<i64>>(), "not the lowest ids");
+        assert_eq!(ids(db), first, "the same sample until the next refresh");
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        catalog::upsert_segment(db.conn(), &record(rule, engine)).unwrap();
+        assert_ne!(ids(db), first, "another sample after a refresh");
+    }
+}
+
+conformance! {
     fn data_version_counts_plain_sql_writes(db: &mut TestDb) {
         let store = &db.store.clone();
         let v0 = data_version(db.conn()).unwrap();
