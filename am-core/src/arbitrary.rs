@@ -13,6 +13,7 @@ use serde_json::{Value as Json, json};
 use crate::evaluate::{Dataset, Transaction, User};
 use crate::expr::{Cents, CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window};
 use crate::field::{Field, FieldKind, ValueType};
+use crate::geo::{Circle, GeoPoint};
 
 /// The fixed as-of time random data is generated around: 2025-06-30 12:00:00.
 pub fn as_of() -> Timestamp {
@@ -87,7 +88,45 @@ pub fn arb_value(field: Field) -> BoxedStrategy<Value> {
             .prop_map(|s| Value::Text(s.to_string()))
             .boxed(),
         ValueType::Timestamp => arb_timestamp().prop_map(Value::Time).boxed(),
+        // A location has no plain value (its test takes a circle, see [`arb_circle`]); an
+        // integer compares with nothing there.
+        ValueType::Location => Just(Value::Int(0)).boxed(),
     }
+}
+
+/// Where random users live and circles are drawn: a city, and places near the poles and on
+/// both sides of the antimeridian, where longitudes wrap and meridians converge.
+const PLACES: [(f64, f64); 5] = [
+    (12.9716, 77.5946),
+    (89.9, 10.0),
+    (-89.95, -120.0),
+    (0.3, 179.9),
+    (-0.2, -179.95),
+];
+
+/// A point within about 60 km of one of [`PLACES`], the longitude wrapped into range.
+pub fn arb_point() -> impl Strategy<Value = GeoPoint> + Clone {
+    (select(PLACES.to_vec()), -0.5..0.5f64, -0.8..0.8f64).prop_map(|((lat, lon), dlat, dlon)| {
+        let lat = (lat + dlat).clamp(-90.0, 90.0);
+        let mut lon = lon + dlon;
+        if lon > 180.0 {
+            lon -= 360.0;
+        } else if lon < -180.0 {
+            lon += 360.0;
+        }
+        GeoPoint { lat, lon }
+    })
+}
+
+/// A circle around one of [`PLACES`] or a random point near them, of a radius from a few
+/// round values or anything up to 120 km, so it cuts through the users near it.
+pub fn arb_circle() -> impl Strategy<Value = Circle> + Clone {
+    let center = prop_oneof![
+        select(PLACES.to_vec()).prop_map(|(lat, lon)| GeoPoint { lat, lon }),
+        arb_point(),
+    ];
+    let km = prop_oneof![select(vec![1.0, 5.0, 10.0, 25.0, 50.0]), 0.5..120.0f64,];
+    (center, km).prop_filter_map("in range", |(c, km)| Circle::new(c.lat, c.lon, km))
 }
 
 fn arb_cmp_op() -> impl Strategy<Value = CmpOp> + Clone {
@@ -107,6 +146,9 @@ fn sorted_pair(v: BoxedStrategy<Value>) -> impl Strategy<Value = (Value, Value)>
 
 /// A well-typed test for the field, of a kind validation can produce for its type.
 pub fn arb_test(field: Field) -> BoxedStrategy<Test> {
+    if field.value_type() == ValueType::Location {
+        return arb_circle().prop_map(Test::WithinKm).boxed();
+    }
     let v = arb_value(field);
     let list = || proptest::collection::vec(arb_value(field), 1..4);
     let nulls = prop_oneof![Just(Test::IsNull), Just(Test::IsNotNull)];
@@ -136,6 +178,7 @@ pub fn arb_test(field: Field) -> BoxedStrategy<Test> {
             1 => nulls,
         ]
         .boxed(),
+        ValueType::Location => arb_circle().prop_map(Test::WithinKm).boxed(),
     }
 }
 
@@ -308,13 +351,20 @@ pub fn arb_transaction_row() -> impl Strategy<Value = (bool, i64, Transaction)> 
 }
 
 /// A small random dataset: up to 30 users (ids from 1), up to 120 transactions over both
-/// tables, some of users that do not exist, some users without any, some nulls.
+/// tables, some of users that do not exist, some users without any, some nulls; most users
+/// have a location.
 pub fn arb_dataset() -> BoxedStrategy<Dataset> {
     (
         proptest::collection::vec(arb_user_profile(), 0..=30),
         proptest::collection::vec(arb_transaction_row(), 0..=120),
+        proptest::collection::vec(proptest::option::weighted(0.8, arb_point()), 30),
     )
-        .prop_map(|(profiles, rows)| {
+        .prop_map(|(profiles, rows, points)| {
+            let locations: Vec<(i64, GeoPoint)> = (1i64..)
+                .zip(points)
+                .take(profiles.len())
+                .filter_map(|(id, p)| Some((id, p?)))
+                .collect();
             let users = profiles
                 .into_iter()
                 .zip(1i64..)
@@ -335,7 +385,7 @@ pub fn arb_dataset() -> BoxedStrategy<Dataset> {
                     upi.push(tx);
                 }
             }
-            Dataset::new(users, credit_card, upi)
+            Dataset::new(users, credit_card, upi).with_locations(locations)
         })
         .boxed()
 }
@@ -376,6 +426,11 @@ fn value_json(v: &Value, form: u8) -> Json {
 
 /// `(operator, value)` in the user's language for a field; `None` value means no `value` key.
 fn arb_op_value(field: Field) -> BoxedStrategy<(&'static str, Option<Json>)> {
+    if field.value_type() == ValueType::Location {
+        return arb_circle()
+            .prop_map(|c| ("within_km", Some(circle_json(&c))))
+            .boxed();
+    }
     let v = arb_value(field);
     let form = any::<u8>();
     let list = proptest::collection::vec((arb_value(field), any::<u8>()), 1..4)
@@ -411,7 +466,15 @@ fn arb_op_value(field: Field) -> BoxedStrategy<(&'static str, Option<Json>)> {
             1 => nulls,
         ]
         .boxed(),
+        ValueType::Location => arb_circle()
+            .prop_map(|c| ("within_km", Some(circle_json(&c))))
+            .boxed(),
     }
+}
+
+/// A circle as a `within_km` value.
+pub fn circle_json(c: &Circle) -> Json {
+    json!({"lat": c.lat, "lon": c.lon, "km": c.km})
 }
 
 fn predicate_json(field: Field) -> BoxedStrategy<Json> {

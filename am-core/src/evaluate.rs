@@ -20,6 +20,7 @@ use chrono::Duration;
 
 use crate::expr::{Cents, CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window};
 use crate::field::Field;
+use crate::geo::GeoPoint;
 use crate::plan::SetExpr;
 use crate::rule::{CheckedRule, Operation, RuleId};
 
@@ -57,6 +58,8 @@ pub struct Dataset {
     /// Per user: positions of their credit-card and UPI transactions. Transactions of ids
     /// that are not users are not indexed, so they are ignored, as a join would ignore them.
     tx_index: BTreeMap<i64, (Vec<usize>, Vec<usize>)>,
+    /// Rows of `user_locations`, by user.
+    locations: BTreeMap<i64, GeoPoint>,
 }
 
 impl Dataset {
@@ -83,7 +86,25 @@ impl Dataset {
             upi,
             user_pos,
             tx_index,
+            locations: BTreeMap::new(),
         }
+    }
+
+    /// The dataset with these rows of `user_locations` (user id, point); a later row of one
+    /// user replaces an earlier one, as the table's key allows one per user.
+    pub fn with_locations(mut self, locations: impl IntoIterator<Item = (i64, GeoPoint)>) -> Self {
+        self.locations.extend(locations);
+        self
+    }
+
+    /// Every location, by user id.
+    pub fn locations(&self) -> &BTreeMap<i64, GeoPoint> {
+        &self.locations
+    }
+
+    /// A user's location, if the user has one.
+    pub fn location(&self, user_id: i64) -> Option<GeoPoint> {
+        self.locations.get(&user_id).copied()
     }
 
     pub fn users(&self) -> &[User] {
@@ -150,6 +171,16 @@ pub fn matches(e: &Expr, user: &User, ds: &Dataset, as_of: Timestamp) -> bool {
         Expr::All(xs) => xs.iter().all(|x| matches(x, user, ds, as_of)),
         Expr::Any(xs) => xs.iter().any(|x| matches(x, user, ds, as_of)),
         Expr::Not(x) => !matches(x, user, ds, as_of),
+        Expr::Pred(Pred::Profile {
+            field: Field::Location,
+            test,
+        }) => match test {
+            Test::WithinKm(circle) => ds
+                .location(user.user_id)
+                .is_some_and(|p| circle.contains(p)),
+            // Validation allows nothing else on a location.
+            _ => false,
+        },
         Expr::Pred(Pred::Profile { field, test }) => {
             let v = profile_value(*field, user);
             test_holds(test, v.as_ref().map(Subject::Value))
@@ -418,6 +449,8 @@ fn test_holds(test: &Test, subject: Option<Subject<'_>>) -> bool {
     match test {
         Test::IsNull => false,
         Test::IsNotNull => true,
+        // Only a location is within a circle.
+        Test::WithinKm(_) => false,
         Test::Cmp(op, v) => s.compare(v).is_some_and(|o| cmp_holds(*op, o)),
         Test::In(vs) => vs.iter().any(|v| s.compare(v) == Some(Ordering::Equal)),
         Test::NotIn(vs) => vs

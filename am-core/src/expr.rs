@@ -10,6 +10,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::field::Field;
+use crate::geo::Circle;
 
 /// Money in whole cents, so sums are exact.
 pub type Cents = i64;
@@ -65,6 +66,8 @@ pub enum Test {
     StartsWith(String),
     IsNull,
     IsNotNull,
+    /// A location within the circle (false for a user without a location).
+    WithinKm(Circle),
 }
 
 /// Which transaction tables an aggregate reads.

@@ -27,6 +27,8 @@ pub enum ValueType {
     Text,
     /// UTC `YYYY-MM-DD HH:MM:SS`; a date alone means that whole day.
     Timestamp,
+    /// A point on the Earth (latitude, longitude), tested only by distance.
+    Location,
 }
 
 /// Which transaction tables carry a transaction field.
@@ -77,6 +79,7 @@ fields! {
     Email => "email", Profile, Text, "the user's email address";
     CityTier => "city_tier", Profile, Integer, "the tier of the user's city (1, 2, 3)";
     CreatedAt => "created_at", Profile, Timestamp, "when the user was added";
+    Location => "location", Profile, Location, "the user's latitude and longitude, from user_locations; none for a user without a row there";
     TotalSpend => "total_spend", Aggregate, Money, "sum of amounts; 0 for a user with no transactions";
     TransactionCount => "transaction_count", Aggregate, Integer, "number of transactions; 0 for none";
     AvgTransactionAmount => "avg_transaction_amount", Aggregate, Money, "mean amount; null for none";
@@ -119,6 +122,11 @@ impl Field {
                 | Field::LastTransactionDate
                 | Field::DaysSinceLastTransaction
         )
+    }
+
+    /// Whether the field is a column of `users` (a location lives in `user_locations`).
+    pub fn is_users_column(self) -> bool {
+        self.kind() == FieldKind::Profile && self != Field::Location
     }
 
     /// For a transaction field: which tables carry it.

@@ -1059,6 +1059,8 @@ fn test_implies(a: &Test, b: &Test) -> bool {
     }
     let lower = |s: &str| s.to_ascii_lowercase();
     match (a, b) {
+        // Membership compares one haversine per centre with each circle's threshold.
+        (Test::WithinKm(x), Test::WithinKm(y)) => return x.inside(y),
         (Test::StartsWith(x), Test::StartsWith(y)) => return lower(x).starts_with(&lower(y)),
         (Test::StartsWith(x) | Test::Contains(x), Test::Contains(y)) => {
             return lower(x).contains(&lower(y));

@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod expr;
 pub mod field;
 pub mod finder;
+pub mod geo;
 pub mod normalize;
 pub mod plan;
 pub mod plan_display;

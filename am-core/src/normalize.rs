@@ -22,6 +22,7 @@ use chrono::{Duration, Timelike};
 
 use crate::expr::{CmpOp, Expr, Pred, Scope, Test, Value};
 use crate::field::{Field, FieldKind, ValueType};
+use crate::geo::Circle;
 
 /// The canonical form of a condition; `normalize(normalize(e)) == normalize(e)`.
 pub fn normalize(e: &Expr) -> Expr {
@@ -330,9 +331,10 @@ fn merge_tests(subject: &Subject, tests: Vec<Test>) -> Option<Vec<Test>> {
             }
             Test::IsNull => is_null = true,
             Test::IsNotNull => {}
-            other @ (Test::NotBetween(..) | Test::Contains(_) | Test::StartsWith(_)) => {
-                others.push(other)
-            }
+            other @ (Test::NotBetween(..)
+            | Test::Contains(_)
+            | Test::StartsWith(_)
+            | Test::WithinKm(_)) => others.push(other),
         }
     }
     if subject.never_null() {
@@ -434,6 +436,20 @@ fn merge_tests(subject: &Subject, tests: Vec<Test>) -> Option<Vec<Test>> {
     }
     others.sort();
     others.dedup();
+    // Of circles around one centre, the smallest decides.
+    let circles: Vec<Circle> = others
+        .iter()
+        .filter_map(|t| match t {
+            Test::WithinKm(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    others.retain(|t| match t {
+        Test::WithinKm(c) => !circles
+            .iter()
+            .any(|o| o != c && o.inside(c) && !c.inside(o) || o < c && o.inside(c) && c.inside(o)),
+        _ => true,
+    });
     out.extend(others);
     if out.is_empty() && not_null {
         out.push(Test::IsNotNull);

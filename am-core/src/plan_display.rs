@@ -122,6 +122,7 @@ fn write_test(f: &mut Formatter<'_>, t: &Test) -> fmt::Result {
         Test::StartsWith(s) => write!(f, " starts with {s:?}"),
         Test::IsNull => f.write_str(" is null"),
         Test::IsNotNull => f.write_str(" is not null"),
+        Test::WithinKm(c) => write!(f, " within {} km of ({}, {})", c.km, c.lat, c.lon),
     }
 }
 

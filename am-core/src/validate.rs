@@ -13,6 +13,7 @@ use serde_json::{Map, Value as Json};
 use crate::error::{Problem, ValidationErrors};
 use crate::expr::{Cents, CmpOp, Expr, Pred, Scope, Source, Test, Timestamp, Value, Window};
 use crate::field::{Availability, Field, FieldKind, ValueType};
+use crate::geo::{Circle, MAX_RADIUS_KM};
 use crate::rule::{CheckedRule, Operation, RuleId, RuleSpec};
 use crate::schedule::Schedule;
 
@@ -608,6 +609,7 @@ fn type_name(t: ValueType) -> &'static str {
         ValueType::Money => "money",
         ValueType::Text => "text",
         ValueType::Timestamp => "timestamp",
+        ValueType::Location => "location",
     }
 }
 
@@ -648,6 +650,7 @@ pub fn operators_for(t: ValueType) -> &'static [&'static str] {
             "is_null",
             "is_not_null",
         ],
+        ValueType::Location => &["within_km"],
     }
 }
 
@@ -665,7 +668,11 @@ const ALL_OPERATORS: &[&str] = &[
     "starts_with",
     "is_null",
     "is_not_null",
+    "within_km",
 ];
+
+/// The keys of a `within_km` value.
+const CIRCLE_KEYS: &[&str] = &["lat", "lon", "km"];
 
 const PREDICATE_KEYS: &[&str] = &["field", "operator", "value", "where", "source", "window"];
 const GROUP_KEYS: &[&str] = &["all", "any", "not"];
@@ -1374,6 +1381,7 @@ impl Checker {
             return None;
         };
         match op {
+            "within_km" => self.circle(value, &value_path).map(Test::WithinKm),
             "in" | "not_in" => {
                 if let Some(items) = value.as_array().filter(|xs| xs.len() > MAX_LIST_VALUES) {
                     self.err(
@@ -1468,6 +1476,73 @@ impl Checker {
         }
     }
 
+    /// A `within_km` value: `{"lat", "lon", "km"}`, each a number in range.
+    fn circle(&mut self, v: &Json, path: &str) -> Option<Circle> {
+        let Json::Object(obj) = v else {
+            self.err(
+                path,
+                format!(
+                    "within_km needs {}, got {}",
+                    expected_value(ValueType::Location),
+                    describe(v)
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for k in obj.keys() {
+            if !CIRCLE_KEYS.contains(&k.as_str()) {
+                let allowed = format!("within_km takes {}", CIRCLE_KEYS.join(", "));
+                self.err(
+                    &format!("{path}.{k}"),
+                    unknown_key(closest_key(k, CIRCLE_KEYS), &allowed),
+                );
+                ok = false;
+            }
+        }
+        let max_km = MAX_RADIUS_KM;
+        let ranges: [(&str, String, fn(f64) -> bool); 3] = [
+            ("lat", "a latitude in degrees from -90 to 90".into(), |x| {
+                (-90.0..=90.0).contains(&x)
+            }),
+            (
+                "lon",
+                "a longitude in degrees from -180 to 180".into(),
+                |x| (-180.0..=180.0).contains(&x),
+            ),
+            (
+                "km",
+                format!("a radius in km, more than 0 and at most {max_km}"),
+                |x| x > 0.0 && x <= MAX_RADIUS_KM,
+            ),
+        ];
+        let mut got = [0.0; 3];
+        for (i, (key, expected, in_range)) in ranges.iter().enumerate() {
+            let key_path = format!("{path}.{key}");
+            match obj.get(*key) {
+                Some(Json::Number(n)) if n.as_f64().is_some_and(in_range) => {
+                    got[i] = n.as_f64().unwrap_or_default();
+                }
+                Some(other) => {
+                    self.err(
+                        &key_path,
+                        format!("expected {expected}, got {}", describe(other)),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.err(&key_path, format!("is required: {expected}"));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // In range, as checked above.
+        Circle::new(got[0], got[1], got[2])
+    }
+
     /// One value of the field's type, as lower and upper bound (equal except for dates).
     fn value(&mut self, v: &Json, path: &str, field: Field) -> Option<TypedValue> {
         let t = field.value_type();
@@ -1525,6 +1600,9 @@ fn expected_value(t: ValueType) -> String {
         ValueType::Money => "an amount (a number with at most 2 decimal places)".into(),
         ValueType::Text => "a string".into(),
         ValueType::Timestamp => format!("a date-time: {TIME_FORMS}"),
+        ValueType::Location => {
+            r#"{"lat": degrees, "lon": degrees, "km": radius}, as in {"lat": 12.9716, "lon": 77.5946, "km": 10}"#.into()
+        }
     }
 }
 
@@ -1534,6 +1612,7 @@ fn plural(t: ValueType) -> &'static str {
         ValueType::Money => "amounts",
         ValueType::Text => "strings",
         ValueType::Timestamp => "date-times",
+        ValueType::Location => "locations",
     }
 }
 
@@ -1556,6 +1635,7 @@ fn bound_values(e: &Expr) -> usize {
             Test::Cmp(..) | Test::Contains(_) | Test::StartsWith(_) => 1,
             Test::Between(..) | Test::NotBetween(..) => 2,
             Test::In(vs) | Test::NotIn(vs) => vs.len(),
+            Test::WithinKm(_) => crate::geo::BOUND_VALUES,
         }
     }
     fn walk<'a>(e: &'a Expr, scopes: &mut Vec<&'a Scope>) -> usize {

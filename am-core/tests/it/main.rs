@@ -2,6 +2,7 @@
 
 mod evaluate;
 mod finder;
+mod geo;
 mod normalize;
 mod planner;
 mod validate;

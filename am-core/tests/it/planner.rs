@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use am_core::arbitrary::{arb_dataset, arb_expr, arb_scope, as_of};
+use am_core::arbitrary::{arb_circle, arb_dataset, arb_expr, arb_scope, as_of};
 use am_core::error::PlanError;
 use am_core::evaluate::{Dataset, evaluate_rule, evaluate_set};
 use am_core::expr::{CmpOp, Expr, Pred, Scope, Source, Test, Value, Window};
@@ -364,8 +364,20 @@ fn arb_rules() -> impl Strategy<Value = Vec<RuleInput>> {
             };
             (pred(lo * 50), pred(hi * 50))
         });
+    // Two circles around one centre; the smaller lies inside the larger.
+    let circles = (arb_circle(), 0.05..1.0f64).prop_map(|(wide, shrink)| {
+        let within = |c| {
+            Expr::Pred(Pred::Profile {
+                field: Field::Location,
+                test: Test::WithinKm(c),
+            })
+        };
+        let tight = am_core::geo::Circle::new(wide.lat, wide.lon, wide.km * shrink)
+            .expect("a smaller radius is in range");
+        (within(wide), within(tight))
+    });
     let bases = proptest::collection::vec(arb_expr(), 2..5);
-    let narrow = proptest::collection::vec(bounds, 1..3);
+    let narrow = proptest::collection::vec(prop_oneof![3 => bounds, 1 => circles], 1..3);
     let shapes = proptest::collection::vec(
         (
             0u8..8,
@@ -512,6 +524,7 @@ fn random_rule_sets_trigger_reuse() {
     let strategy = arb_rules();
     let mut with_reuse = 0;
     let mut kinds = BTreeSet::new();
+    let mut circle_narrowings = 0;
     for _ in 0..100 {
         let rules = strategy
             .new_tree(&mut runner)
@@ -523,6 +536,9 @@ fn random_rule_sets_trigger_reuse() {
             if let Some(reuse) = p.reuse_of(r.id) {
                 any = true;
                 kinds.insert(format!("{:?}", reuse.kind));
+                if reuse.kind == ReuseKind::Narrowing && reuse.reason.contains("location within") {
+                    circle_narrowings += 1;
+                }
             }
         }
         with_reuse += usize::from(any);
@@ -530,6 +546,10 @@ fn random_rule_sets_trigger_reuse() {
     assert!(
         with_reuse >= 80,
         "only {with_reuse} of 100 rule sets reused anything"
+    );
+    assert!(
+        circle_narrowings >= 5,
+        "only {circle_narrowings} narrowings from a larger circle"
     );
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),

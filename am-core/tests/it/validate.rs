@@ -509,7 +509,7 @@ fn documented_error_sample() {
         got[1],
         "conditions[0].operator: operator \"contains\" does not apply to total_spend (money); allowed: =, !=, >, >=, <, <=, in, not_in, between, is_null, is_not_null"
     );
-    assert!(got[2].starts_with("conditions[1].field: unknown field \"tier\"; allowed: profile fields user_id, name, email, city_tier, created_at; aggregates total_spend, "));
+    assert!(got[2].starts_with("conditions[1].field: unknown field \"tier\"; allowed: profile fields user_id, name, email, city_tier, created_at, location; aggregates total_spend, "));
     assert_eq!(got.len(), 3);
 }
 
@@ -547,6 +547,7 @@ fn documented_fields_match_the_catalog() {
                 ValueType::Money => "money",
                 ValueType::Text => "text",
                 ValueType::Timestamp => "timestamp",
+                ValueType::Location => "location",
             };
             (f.name().to_string(), kind.to_string(), ty.to_string())
         })
@@ -967,7 +968,7 @@ fn misspelt_keys_inside_conditions_name_the_key_they_resemble() {
 #[test]
 fn missing_and_unknown_parts_of_a_predicate_are_worded_plainly() {
     let money_ops = "=, !=, >, >=, <, <=, in, not_in, between, is_null, is_not_null";
-    let fields = "profile fields user_id, name, email, city_tier, created_at; aggregates total_spend, transaction_count, avg_transaction_amount, max_transaction_amount, min_transaction_amount, first_transaction_date, last_transaction_date, days_since_last_transaction, distinct_categories; transaction fields (in a condition list or a \"where\") category, merchant, description, amount, transaction_date";
+    let fields = "profile fields user_id, name, email, city_tier, created_at, location; aggregates total_spend, transaction_count, avg_transaction_amount, max_transaction_amount, min_transaction_amount, first_transaction_date, last_transaction_date, days_since_last_transaction, distinct_categories; transaction fields (in a condition list or a \"where\") category, merchant, description, amount, transaction_date";
     let got = all_problems(with(json!([
         {"field": "total_spend", "value": 1},
         {"field": "total_spend", "operator": 5, "value": 1},
