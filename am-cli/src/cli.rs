@@ -123,6 +123,8 @@ pub struct GenerateArgs {
 pub enum TableArg {
     /// `users`: user_id,name,email,city_tier,created_at
     Users,
+    /// `user_locations`: user_id,latitude,longitude,updated_at
+    Locations,
     /// `credit_card_transactions`: transaction_id,user_id,amount,merchant,category,transaction_date
     CreditCard,
     /// `upi_transactions`: transaction_id,user_id,amount,description,category,transaction_date

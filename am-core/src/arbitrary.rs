@@ -653,3 +653,92 @@ pub fn arb_rule_spec_json() -> BoxedStrategy<Json> {
         })
         .boxed()
 }
+
+// ---- locations at the edges ----
+
+/// A point on the circle around `(lat, lon)` to the last bit: from points stepping away
+/// along `(dlat, dlon)`, the first whose haversine some radius's threshold equals exactly,
+/// with that radius.
+pub fn exact_boundary(lat: f64, lon: f64, dlat: f64, dlon: f64) -> Option<(GeoPoint, Circle)> {
+    let unit = Circle::new(lat, lon, 1.0)?;
+    for i in 0..500 {
+        let step = 1.0 + f64::from(i) * 1e-6;
+        let p = GeoPoint::new(lat + dlat * step, wrap_lon(lon + dlon * step))?;
+        let h = unit.haversine(p);
+        let mut km = 2.0 * crate::geo::EARTH_RADIUS_KM * h.sqrt().asin();
+        for _ in 0..8 {
+            km = km.next_down();
+        }
+        for _ in 0..16 {
+            let c = Circle::new(lat, lon, km)?;
+            if c.max_haversine() == h {
+                return Some((p, c));
+            }
+            km = km.next_up();
+        }
+    }
+    None
+}
+
+fn wrap_lon(lon: f64) -> f64 {
+    if lon > 180.0 {
+        lon - 360.0
+    } else if lon < -180.0 {
+        lon + 360.0
+    } else {
+        lon
+    }
+}
+
+/// The largest radius around the same centre whose circle leaves `p` out.
+pub fn just_short_of(c: &Circle, p: GeoPoint) -> Option<Circle> {
+    let mut km = c.km;
+    loop {
+        let smaller = Circle::new(c.lat, c.lon, km)?;
+        if !smaller.contains(p) {
+            return Some(smaller);
+        }
+        km = km.next_down();
+    }
+}
+
+/// Users at the edges of the sphere and of circles (ids from 1), and circles that cut
+/// between them: points exactly on a circle (at mid latitude and across the antimeridian)
+/// with the radius one step shorter, a millimetre either side of a 10 km circle, around both
+/// poles, and on both sides of the antimeridian (longitudes 180 and -180 too).
+pub fn edge_cases() -> (Vec<(i64, GeoPoint)>, Vec<Circle>) {
+    let mut points = Vec::new();
+    let mut circles = Vec::new();
+    let pt = |lat, lon| GeoPoint::new(lat, lon).expect("in range");
+    let circle = |lat, lon, km| Circle::new(lat, lon, km).expect("in range");
+    for (lat, lon, dlat, dlon) in [(60.0, 24.9, 0.03, 0.05), (-0.2, 179.95, 0.01, 0.06)] {
+        if let Some((p, c)) = exact_boundary(lat, lon, dlat, dlon) {
+            points.push(p);
+            circles.push(c);
+            circles.extend(just_short_of(&c, p));
+        }
+    }
+    // A millimetre either side of 10 km due north.
+    let (lat0, lon0) = (12.9716, 77.5946);
+    for km in [10.0 - 1e-6, 10.0 + 1e-6] {
+        let lat = lat0 + (km / crate::geo::EARTH_RADIUS_KM).to_degrees();
+        points.push(pt(lat, lon0));
+    }
+    circles.push(circle(lat0, lon0, 10.0));
+    // The north pole, and a point across it.
+    points.extend([pt(90.0, 0.0), pt(89.995, 180.0), pt(89.98, 90.0)]);
+    circles.extend([circle(89.99, 0.0, 1.2), circle(90.0, -45.0, 2.0)]);
+    // Around the south pole, at any longitude.
+    points.extend([pt(-89.96, 123.0), pt(-89.95, -60.0), pt(-90.0, 17.0)]);
+    circles.push(circle(-90.0, 0.0, 5.0));
+    // Across the antimeridian, and 180 = -180.
+    points.extend([
+        pt(0.5, -179.99),
+        pt(0.5, -179.9),
+        pt(0.5, -180.0),
+        pt(0.5, 180.0),
+    ]);
+    circles.extend([circle(0.5, 179.99, 5.0), circle(0.5, 180.0, 0.001)]);
+    let users = (1i64..).zip(points).collect();
+    (users, circles)
+}

@@ -35,7 +35,7 @@ pub const TINY_DEG: f64 = 1e-28;
 /// the sine coefficients of three sines (30), cos φ₀ and the largest haversine (2).
 pub const BOUND_VALUES: usize = 48;
 
-/// Coefficients of `sin x = x + x³·(c₀ + x²·(c₁ + … + x²·c₉))`: Taylor's, to x²¹/21!,
+/// Coefficients of `sin x = x + x·x²·(c₀ + x²·(c₁ + … + x²·c₉))`: Taylor's, to x²¹/21!,
 /// which on [-π/2, π/2] is within 10⁻¹⁸ of the sine.
 pub const SIN_COEFFS: [f64; 10] = sin_coeffs();
 
@@ -198,7 +198,7 @@ pub fn haversine_with(c: &CircleSql, p: GeoPoint) -> f64 {
         sin_poly(b, b * b),
         sin_poly(colat, colat * colat),
     );
-    sa * sa + c.cos_lat * sc * (sb * sb)
+    sa * sa + c.cos_lat * sc * sb * sb
 }
 
 /// [`Circle::contains`] with the circle's constants computed once.

@@ -1,5 +1,6 @@
-//! The seeded synthetic data generator: users across city tiers and credit-card and UPI
-//! transactions with realistic categories, merchants, amounts and dates.
+//! The seeded synthetic data generator: users across city tiers, most with a location near a
+//! real city of their tier, and credit-card and UPI transactions with realistic categories,
+//! merchants, amounts and dates.
 //!
 //! The same options always give the same rows (ChaCha8 seeded from `seed`, one stream for
 //! users and one for transactions). Rows are streamed with prepared statements. Transactions
@@ -116,6 +117,8 @@ impl GenerateOptions {
 pub struct GenerateReport {
     pub users: u64,
     pub users_without_transactions: u64,
+    /// Rows of `user_locations`.
+    pub user_locations: u64,
     pub credit_card_transactions: u64,
     pub upi_transactions: u64,
     pub elapsed: Duration,
@@ -168,6 +171,35 @@ const LAST_NAMES: &[&str] = &[
 ];
 
 const EMAIL_DOMAINS: &[&str] = &["example.com", "mail.example.org", "inbox.example.net"];
+
+/// Cities users live around, by tier: (latitude, longitude, spread in km).
+const TIER_1_CITIES: &[(f64, f64, f64)] = &[
+    (19.0760, 72.8777, 15.0), // Mumbai
+    (28.6139, 77.2090, 18.0), // Delhi
+    (12.9716, 77.5946, 12.0), // Bengaluru
+    (13.0827, 80.2707, 12.0), // Chennai
+    (22.5726, 88.3639, 12.0), // Kolkata
+    (17.3850, 78.4867, 12.0), // Hyderabad
+];
+const TIER_2_CITIES: &[(f64, f64, f64)] = &[
+    (18.5204, 73.8567, 8.0), // Pune
+    (26.9124, 75.7873, 8.0), // Jaipur
+    (26.8467, 80.9462, 8.0), // Lucknow
+    (9.9312, 76.2673, 6.0),  // Kochi
+    (22.7196, 75.8577, 6.0), // Indore
+    (21.1702, 72.8311, 7.0), // Surat
+];
+const TIER_3_CITIES: &[(f64, f64, f64)] = &[
+    (12.2958, 76.6394, 4.0), // Mysuru
+    (20.0059, 73.7910, 4.0), // Nashik
+    (24.5854, 73.7125, 3.0), // Udaipur
+    (15.4909, 73.8278, 4.0), // Panaji
+    (30.7333, 76.7794, 4.0), // Chandigarh
+    (11.0168, 76.9558, 5.0), // Coimbatore
+];
+
+/// Users with a location, per mille.
+const LOCATED_PER_MILLE: u32 = 900;
 
 /// A spending category: weight among transactions, log-normal amount (median, spread),
 /// credit-card merchants and UPI descriptions.
@@ -355,6 +387,7 @@ pub fn generate(
 }
 
 const USER_COLUMNS: [&str; 5] = ["user_id", "name", "email", "city_tier", "created_at"];
+const LOCATION_COLUMNS: [&str; 4] = ["user_id", "latitude", "longitude", "updated_at"];
 const CARD_COLUMNS: [&str; 6] = [
     "transaction_id",
     "user_id",
@@ -394,6 +427,11 @@ fn load(
     let mut email = String::with_capacity(64);
     let mut name = String::with_capacity(32);
     let mut created = TimeText::default();
+    // Each user's tier (0 for none), for the locations.
+    let mut tiers: Vec<u8> = Vec::new();
+    tiers
+        .try_reserve_exact(users)
+        .map_err(|_| too_many_users(options.users))?;
     progress.begin("users", Some(options.users));
     conn.load("users", &USER_COLUMNS, &mut |rows| {
         for user_id in 1..=options.users {
@@ -435,6 +473,7 @@ fn load(
                 // validate() keeps user ids under MAX_USERS, well inside u32.
                 active.push(u32::try_from(user_id).unwrap_or(u32::MAX));
             }
+            tiers.push(tier.map_or(0, |t| t as u8));
             rows.row(&[
                 Datum::Int(user_id as i64),
                 Datum::Text(&name),
@@ -455,6 +494,8 @@ fn load(
     progress.advance(options.users % BATCH);
     progress.finish("users generated");
     let users_without_transactions = options.users - active.len() as u64;
+    let user_locations = load_locations(conn, options, &tiers, start_secs, days, &dates)?;
+    drop(tiers);
 
     // How many transactions each user makes. Heavy users are the first of a shuffled list
     // (so activity does not follow user id); squaring a uniform draw gives a heavy head: the
@@ -497,6 +538,7 @@ fn load(
     Ok(GenerateReport {
         users: options.users,
         users_without_transactions,
+        user_locations,
         credit_card_transactions: card,
         upi_transactions: upi,
         elapsed: Duration::ZERO,
@@ -504,6 +546,53 @@ fn load(
 }
 
 /// Where the transactions' draws start, replayed once per table.
+/// Locations of most users, around a city of their tier (any tier for a user without one),
+/// from their own random stream so users and transactions stay as they were. Coordinates
+/// have six decimals, as a phone reports them; the update time falls in the span.
+fn load_locations(
+    conn: &mut dyn Conn,
+    options: &GenerateOptions,
+    tiers: &[u8],
+    start_secs: i64,
+    days: i64,
+    dates: &DateTexts,
+) -> Result<u64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    rng.set_stream(3);
+    let mut updated = TimeText::default();
+    let mut written = 0u64;
+    conn.load("user_locations", &LOCATION_COLUMNS, &mut |rows| {
+        for (user, &tier) in tiers.iter().enumerate() {
+            if rng.random_range(0..1000) >= LOCATED_PER_MILLE {
+                continue;
+            }
+            let cities = match tier {
+                1 => TIER_1_CITIES,
+                2 => TIER_2_CITIES,
+                3 => TIER_3_CITIES,
+                _ => [TIER_1_CITIES, TIER_2_CITIES, TIER_3_CITIES][rng.random_range(0..3)],
+            };
+            let (lat, lon, spread) = cities[rng.random_range(0..cities.len())];
+            // Distance from the centre: a sum of uniforms, dense near it and thinning out.
+            let km = spread * (0..3).map(|_| rng.random::<f64>()).sum::<f64>() / 1.5;
+            let bearing = rng.random::<f64>() * std::f64::consts::TAU;
+            let dlat = km * bearing.cos() / 111.2;
+            let dlon = km * bearing.sin() / (111.2 * lat.to_radians().cos());
+            let six_places = |x: f64| (x * 1e6).round() / 1e6;
+            let at = start_secs + rng.random_range(0..days * 86_400);
+            rows.row(&[
+                Datum::Int(user as i64 + 1),
+                Datum::Real(six_places(lat + dlat)),
+                Datum::Real(six_places(lon + dlon)),
+                Datum::Text(updated.format(at, dates)),
+            ])?;
+            written += 1;
+        }
+        Ok(())
+    })?;
+    Ok(written)
+}
+
 struct TransactionDraws<'a> {
     rng: ChaCha8Rng,
     per_user: &'a [u32],

@@ -1,4 +1,5 @@
-//! CSV import into the data tables (`users`, `credit_card_transactions`, `upi_transactions`).
+//! CSV import into the data tables (`users`, `user_locations`, `credit_card_transactions`,
+//! `upi_transactions`).
 //!
 //! A header that does not name the table's columns refuses the whole file
 //! ([`Error::BadHeader`]). Every row is validated before anything is kept: a file with bad
@@ -72,6 +73,7 @@ fn describe(e: &ImportErrors) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImportTable {
     Users,
+    Locations,
     CreditCard,
     Upi,
 }
@@ -81,6 +83,7 @@ impl ImportTable {
     pub fn table_name(self) -> &'static str {
         match self {
             ImportTable::Users => "users",
+            ImportTable::Locations => "user_locations",
             ImportTable::CreditCard => "credit_card_transactions",
             ImportTable::Upi => "upi_transactions",
         }
@@ -90,6 +93,7 @@ impl ImportTable {
     pub fn columns(self) -> &'static [&'static str] {
         match self {
             ImportTable::Users => &["user_id", "name", "email", "city_tier", "created_at"],
+            ImportTable::Locations => &["user_id", "latitude", "longitude", "updated_at"],
             ImportTable::CreditCard => &[
                 "transaction_id",
                 "user_id",
@@ -109,14 +113,23 @@ impl ImportTable {
         }
     }
 
-    /// From a table name (`users`, `credit_card_transactions`, `upi_transactions`) or a
-    /// short name (`credit_card`, `upi`).
+    /// From a table name (`users`, `user_locations`, `credit_card_transactions`,
+    /// `upi_transactions`) or a short name (`locations`, `credit_card`, `upi`).
     pub fn parse(s: &str) -> Option<ImportTable> {
         match s {
             "users" => Some(ImportTable::Users),
+            "user_locations" | "locations" => Some(ImportTable::Locations),
             "credit_card_transactions" | "credit_card" => Some(ImportTable::CreditCard),
             "upi_transactions" | "upi" => Some(ImportTable::Upi),
             _ => None,
+        }
+    }
+
+    /// The column holding the user a row belongs to.
+    fn user_column(self) -> usize {
+        match self {
+            ImportTable::Users | ImportTable::Locations => 0,
+            ImportTable::CreditCard | ImportTable::Upi => 1,
         }
     }
 }
@@ -333,7 +346,7 @@ fn import_in<R: Read>(
                 }
             }
             if table != ImportTable::Users
-                && let Some(Cell::Integer(user)) = cells.get(1)
+                && let Some(Cell::Integer(user)) = cells.get(table.user_column())
                 && !exists(conn, &user_exists, *user)?
             {
                 problems.push(format!("user_id {user} does not exist in users"));
@@ -350,8 +363,7 @@ fn import_in<R: Read>(
                     // may hide rows) nothing will be kept, so only validation goes on.
                     if bad.total == 0 || (options.skip_bad_rows && quote_line.is_none()) {
                         conn.execute_sql(&insert, Values(cells.iter().map(Cell::value).collect()))?;
-                        let owner = if table == ImportTable::Users { 0 } else { 1 };
-                        if let Some(Cell::Integer(user)) = cells.get(owner) {
+                        if let Some(Cell::Integer(user)) = cells.get(table.user_column()) {
                             touched.insert(*user);
                         }
                         imported += 1;
@@ -596,7 +608,7 @@ fn check_row(
         let raw = record.get(at).unwrap_or_default().trim();
         let cell = match (*column, raw.is_empty()) {
             ("user_id" | "transaction_id", true) => Err(format!("{column} is required")),
-            ("amount", true) => Err("amount is required".to_string()),
+            ("amount" | "latitude" | "longitude", true) => Err(format!("{column} is required")),
             ("transaction_date", true) => Err("transaction_date is required".to_string()),
             (_, true) => Ok(Cell::Null),
             ("user_id" | "transaction_id" | "city_tier", false) => raw
@@ -608,7 +620,13 @@ fn check_row(
                 .ok_or_else(|| {
                     format!("amount {raw:?} is not a number with at most 2 decimal places")
                 }),
-            ("created_at" | "transaction_date", false) => {
+            ("latitude", false) => degrees(raw, 90.0)
+                .map(Cell::Real)
+                .ok_or_else(|| format!("latitude {raw:?} is not a number from -90 to 90")),
+            ("longitude", false) => degrees(raw, 180.0)
+                .map(Cell::Real)
+                .ok_or_else(|| format!("longitude {raw:?} is not a number from -180 to 180")),
+            ("created_at" | "transaction_date" | "updated_at", false) => {
                 normalise_time(raw).map(Cell::Text).ok_or_else(|| {
                     format!(
                         "{column} {raw:?} is not a valid time like 2025-01-31 13:45:00 or a date \
@@ -630,6 +648,15 @@ fn check_row(
         }
     }
     (cells, problems)
+}
+
+/// A decimal number of degrees from `-limit` to `limit` (no `NaN`, `inf` or exponent).
+fn degrees(raw: &str, limit: f64) -> Option<f64> {
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+'));
+    let value: f64 = raw.parse().ok().filter(|_| plain)?;
+    (-limit..=limit).contains(&value).then_some(value + 0.0)
 }
 
 /// Parses a decimal amount with at most two decimal places into cents.
@@ -715,6 +742,20 @@ mod tests {
             "99999999999999999999",
         ] {
             assert_eq!(parse_amount(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn degrees_are_plain_numbers_in_range() {
+        assert_eq!(degrees("12.9716", 90.0), Some(12.9716));
+        assert_eq!(degrees("-90", 90.0), Some(-90.0));
+        assert_eq!(degrees("+180", 180.0), Some(180.0));
+        assert_eq!(
+            degrees("-0", 90.0).map(f64::to_bits),
+            Some(0.0f64.to_bits())
+        );
+        for bad in ["90.0001", "NaN", "inf", "1e1", "", "12,5", "north"] {
+            assert_eq!(degrees(bad, 90.0), None, "{bad}");
         }
     }
 

@@ -221,7 +221,11 @@ fn day_counts(test: &Test) -> Vec<i64> {
         Test::Between(a, b) | Test::NotBetween(a, b) => {
             [a, b].into_iter().filter_map(int).collect()
         }
-        Test::Contains(_) | Test::StartsWith(_) | Test::IsNull | Test::IsNotNull => Vec::new(),
+        Test::Contains(_)
+        | Test::StartsWith(_)
+        | Test::IsNull
+        | Test::IsNotNull
+        | Test::WithinKm(_) => Vec::new(),
     }
 }
 

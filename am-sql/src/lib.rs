@@ -8,6 +8,7 @@ pub mod conn;
 pub mod csv_text;
 pub mod datagen;
 pub mod error;
+pub mod geo;
 pub mod import;
 pub mod incremental;
 pub mod progress;

@@ -512,7 +512,7 @@ impl AggregateLayout {
                     ValueType::Integer => ColumnType::BigInteger,
                     ValueType::Text => ColumnType::Text,
                     ValueType::Timestamp => self.dialect.time_column(),
-                    ValueType::Money => ColumnType::Double,
+                    ValueType::Money | ValueType::Location => ColumnType::Double,
                 };
                 (f.name().to_owned(), column_type)
             })
@@ -796,9 +796,11 @@ fn from_users_table(
 fn profile_fields(e: &Expr, out: &mut BTreeSet<Field>) {
     match e {
         Expr::True | Expr::False | Expr::Pred(Pred::Aggregate { .. } | Pred::Tx { .. }) => {}
-        Expr::Pred(Pred::Profile { field, .. }) => {
+        // A location is read by user id, which every table of users has.
+        Expr::Pred(Pred::Profile { field, .. }) if field.is_users_column() => {
             out.insert(*field);
         }
+        Expr::Pred(Pred::Profile { .. }) => {}
         Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| profile_fields(x, out)),
         Expr::Not(x) => profile_fields(x, out),
     }
@@ -1180,6 +1182,16 @@ fn condition_on(
     as_of: Timestamp,
 ) -> SqlExpr {
     bool_tree(e, &mut |p| match p {
+        Pred::Profile {
+            field: Field::Location,
+            test,
+        } => match test {
+            Test::WithinKm(circle) => {
+                crate::geo::within(SqlExpr::col((Alias::new(profile), USER_ID)), circle)
+            }
+            // Validation allows nothing else on a location.
+            _ => false_expr(),
+        },
         Pred::Profile { field, test } => render_test(
             d,
             Subject::Plain(
@@ -1368,7 +1380,8 @@ fn plain_test(d: Dialect, x: SqlExpr, ty: ValueType, test: &Test) -> SqlExpr {
         Test::StartsWith(prefix) if ty == ValueType::Text => {
             d.ascii_position(x, &prefix.to_ascii_lowercase()).eq(1)
         }
-        Test::Contains(_) | Test::StartsWith(_) => false_expr(),
+        // Rendered by the predicate itself: a location is no column.
+        Test::Contains(_) | Test::StartsWith(_) | Test::WithinKm(_) => false_expr(),
     }
 }
 
@@ -1414,7 +1427,7 @@ fn avg_test(sum: SqlExpr, n: SqlExpr, test: &Test) -> SqlExpr {
             }
             any_of_sql(parts)
         }
-        Test::Contains(_) | Test::StartsWith(_) => return false_expr(),
+        Test::Contains(_) | Test::StartsWith(_) | Test::WithinKm(_) => return false_expr(),
     };
     some().and(body)
 }

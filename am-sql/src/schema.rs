@@ -3,8 +3,13 @@
 
 use chrono::NaiveDateTime;
 
-/// The three tables users' ETL writes, in load order (users first, for the foreign keys).
-pub const DATA_TABLES: [&str; 3] = ["users", "credit_card_transactions", "upi_transactions"];
+/// The tables users' ETL writes, in load order (users first, for the foreign keys).
+pub const DATA_TABLES: [&str; 4] = [
+    "users",
+    "user_locations",
+    "credit_card_transactions",
+    "upi_transactions",
+];
 
 pub const RULE_TABLE: &str = "rule_table";
 pub const SEGMENT_CATALOG: &str = "segment_catalog";

@@ -77,6 +77,7 @@ fn generate_json(r: &GenerateReport) -> serde_json::Value {
 pub fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     let table = match args.table {
         TableArg::Users => ImportTable::Users,
+        TableArg::Locations => ImportTable::Locations,
         TableArg::CreditCard => ImportTable::CreditCard,
         TableArg::Upi => ImportTable::Upi,
     };

@@ -49,6 +49,7 @@ fn type_name(ty: ValueType) -> &'static str {
         ValueType::Money => "money",
         ValueType::Text => "text",
         ValueType::Timestamp => "timestamp",
+        ValueType::Location => "location",
     }
 }
 

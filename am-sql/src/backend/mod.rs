@@ -276,7 +276,9 @@ impl Dialect {
         let sql = match self {
             Dialect::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => "ANALYZE users, credit_card_transactions, upi_transactions",
+            Dialect::Postgres => {
+                "ANALYZE users, user_locations, credit_card_transactions, upi_transactions"
+            }
             #[cfg(feature = "spark")]
             Dialect::Spark => return,
         };

@@ -23,8 +23,8 @@ use am_sql::store::Store;
 use sea_query::{Alias, Asterisk, Expr as SqlExpr, ExprTrait, Query, Table};
 
 use crate::engines::{
-    Engine, TestDb, TxRow, UserRow, Write, fail_writes, ids_in, insert_card, insert_upi,
-    insert_users, stop_failing, table_names, without_foreign_keys,
+    Engine, TestDb, TxRow, UserRow, Write, fail_writes, ids_in, insert_card, insert_locations,
+    insert_upi, insert_users, stop_failing, table_names, without_foreign_keys,
 };
 
 pub(crate) fn ts(s: &str) -> Timestamp {
@@ -64,8 +64,14 @@ pub(crate) fn load_dataset(conn: &mut dyn Conn, ds: &Dataset) {
         .map(|t| row(t, &t.merchant))
         .collect();
     let upi: Vec<TxRow> = ds.upi().iter().map(|t| row(t, &t.description)).collect();
+    let locations: Vec<(i64, f64, f64)> = ds
+        .locations()
+        .iter()
+        .map(|(id, p)| (*id, p.lat, p.lon))
+        .collect();
     without_foreign_keys(conn, |conn| {
         insert_users(conn, &users);
+        insert_locations(conn, &locations);
         insert_card(conn, &card);
         insert_upi(conn, &upi);
     });

@@ -228,6 +228,20 @@ pub fn insert_users(conn: &mut dyn Conn, rows: &[UserRow]) {
     conn.exec(&q).unwrap();
 }
 
+/// Rows of `user_locations`: (user id, latitude, longitude).
+pub fn insert_locations(conn: &mut dyn Conn, rows: &[(i64, f64, f64)]) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut q = Query::insert();
+    q.into_table("user_locations")
+        .columns(["user_id", "latitude", "longitude"]);
+    for (user_id, lat, lon) in rows {
+        q.values_panic([(*user_id).into(), (*lat).into(), (*lon).into()]);
+    }
+    conn.exec(&q).unwrap();
+}
+
 pub fn insert_transactions(conn: &mut dyn Conn, table: TxTable, rows: &[TxRow]) {
     if rows.is_empty() {
         return;

@@ -7,6 +7,7 @@ mod engines;
 mod datagen;
 mod differential;
 mod engine;
+mod geo;
 mod import;
 mod incremental;
 #[cfg(feature = "postgres")]

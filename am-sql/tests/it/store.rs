@@ -42,7 +42,7 @@ fn pragma(conn: &mut dyn Conn, name: &str) -> am_sql::conn::Cell {
 }
 
 /// The tables every database of ours has: the contract's and the platform's.
-const OUR_TABLES: [&str; 8] = [
+const OUR_TABLES: [&str; 9] = [
     "credit_card_transactions",
     "data_changes",
     "data_version",
@@ -50,6 +50,7 @@ const OUR_TABLES: [&str; 8] = [
     "rule_table",
     "segment_catalog",
     "upi_transactions",
+    "user_locations",
     "users",
 ];
 

@@ -44,8 +44,9 @@ const HISTORY_TABLE: &str = "am_schema_history";
 
 /// The tables our schema creates; finding one without our history means the database is
 /// another program's.
-const OUR_TABLES: [&str; 7] = [
+const OUR_TABLES: [&str; 8] = [
     "users",
+    "user_locations",
     "credit_card_transactions",
     "upi_transactions",
     "rule_table",
@@ -377,7 +378,7 @@ fn repair_change_tracking(client: &mut postgres::Client) -> Result<bool> {
     Ok(true)
 }
 
-/// The change-tracking triggers the schema creates (migrations 1 and 2): name, table, DDL.
+/// The change-tracking triggers the schema creates (migrations 1 to 3): name, table, DDL.
 fn tracking_triggers() -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     for table in crate::schema::DATA_TABLES {

@@ -38,6 +38,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/03_run_owners.sql")),
     M::up(include_str!("migrations/04_segment_engine.sql")),
     M::up(include_str!("migrations/05_change_log.sql")),
+    M::up(include_str!("migrations/06_user_locations.sql")),
     M::up(include_str!("migrations/07_scan_index_category.sql")),
 ];
 
