@@ -32,6 +32,7 @@ fn dump(conn: &mut dyn Conn) -> Vec<String> {
     let mut out = Vec::new();
     for (table, key) in [
         ("users", "user_id"),
+        ("user_locations", "user_id"),
         ("credit_card_transactions", "transaction_id"),
         ("upi_transactions", "transaction_id"),
     ] {
@@ -57,7 +58,8 @@ conformance! {
         generate(db.conn(), &options(7), &NoProgress).unwrap();
         let mut second = generated(db.engine, 7);
         let rows = dump(db.conn());
-        assert_eq!(rows.len(), 300 + 4_000);
+        let located = db.count("user_locations");
+        assert_eq!(rows.len() as i64, 300 + located + 4_000);
         assert_eq!(rows, dump(second.conn()));
         let mut other = generated(db.engine, 8);
         assert_ne!(rows, dump(other.conn()));
@@ -127,6 +129,25 @@ conformance! {
         );
         assert_eq!(
             db.one("SELECT count(*) FROM upi_transactions WHERE description IS NULL"),
+            0
+        );
+        // Most users have a location, in India to six decimals, near a city of their tier:
+        // around Bengaluru (tier 1) only tier-1 users and users without a tier.
+        let located = db.count("user_locations");
+        assert!((240..=290).contains(&located), "about 90% located: {located}");
+        assert_eq!(
+            db.one(
+                "SELECT count(*) FROM user_locations WHERE latitude NOT BETWEEN 8 AND 32
+                   OR longitude NOT BETWEEN 68 AND 90
+                   OR abs(latitude * 1e6 - round(latitude * 1e6)) > 1e-3 OR updated_at IS NULL"
+            ),
+            0
+        );
+        let near_bengaluru = "FROM user_locations l JOIN users u USING (user_id)
+            WHERE l.latitude BETWEEN 12.57 AND 13.37 AND l.longitude BETWEEN 77.19 AND 78.0";
+        assert!(db.one(&format!("SELECT count(*) {near_bengaluru}")) > 0);
+        assert_eq!(
+            db.one(&format!("SELECT count(*) {near_bengaluru} AND u.city_tier IN (2, 3)")),
             0
         );
         // A heavy head: the busiest tenth of users make far more than a tenth of transactions.
@@ -289,7 +310,7 @@ fn a_load_that_fails_midway_changes_nothing_and_keeps_change_tracking() {
         "the error says the disk is full: {err}"
     );
     conn.batch("PRAGMA max_page_count = 1073741823").unwrap();
-    assert_eq!(tracking_triggers(conn), 9, "the triggers are all there");
+    assert_eq!(tracking_triggers(conn), 12, "the triggers are all there");
     assert!(dump(conn).is_empty(), "nothing was loaded");
     assert_eq!(data_version(conn).unwrap(), version);
     // And an ETL write still counts.
@@ -304,7 +325,12 @@ fn opening_puts_lost_change_tracking_back_and_counts_it_as_a_data_change() {
     let path = db.store.path().unwrap().to_path_buf();
     let conn = db.conn();
     // What an interrupted load of an older version left behind.
-    for table in ["users", "credit_card_transactions", "upi_transactions"] {
+    for table in [
+        "users",
+        "user_locations",
+        "credit_card_transactions",
+        "upi_transactions",
+    ] {
         for op in ["insert", "update", "delete"] {
             conn.batch(&format!("DROP TRIGGER {table}_data_version_{op}"))
                 .unwrap();
@@ -312,7 +338,7 @@ fn opening_puts_lost_change_tracking_back_and_counts_it_as_a_data_change() {
     }
     let version = data_version(conn).unwrap();
     let _store = Store::open(&path).unwrap();
-    assert_eq!(tracking_triggers(conn), 9);
+    assert_eq!(tracking_triggers(conn), 12);
     assert_eq!(
         data_version(conn).unwrap(),
         version + 1,

@@ -86,3 +86,41 @@ conformance! {
         }
     }
 }
+
+conformance! {
+    /// A user who moves, or whose location is deleted, is picked up by an update from the
+    /// change log, not a rebuild.
+    fn a_move_is_an_incremental_update(db: &mut TestDb) {
+        use crate::engines::{UserRow, insert_locations, insert_users};
+        use sea_query::{Alias, Expr as SqlExpr, ExprTrait, Query};
+        insert_users(db.conn(), &[UserRow::new(1), UserRow::new(2), UserRow::new(3)]);
+        // Users 1 and 2 in Bengaluru's centre and in Mumbai.
+        insert_locations(db.conn(), &[(1, 12.97, 77.59), (2, 19.07, 72.87)]);
+        let circle = am_core::geo::Circle::new(12.9716, 77.5946, 10.0).unwrap();
+        let mut case = Case::new();
+        case.add_direct(db.conn(), 1, checked(Some(within(circle)), vec![], None));
+        let first = case.refresh(db.conn(), as_of());
+        assert!(first.succeeded(), "{first:?}");
+        assert_eq!(db.members(1), BTreeSet::from([1]));
+
+        let moved = Query::update()
+            .table("user_locations")
+            .value(Alias::new("latitude"), 12.95)
+            .value(Alias::new("longitude"), 77.6)
+            .and_where(SqlExpr::col("user_id").eq(2))
+            .to_owned();
+        db.exec(&moved);
+        let gone = Query::delete()
+            .from_table("user_locations")
+            .and_where(SqlExpr::col("user_id").eq(1))
+            .to_owned();
+        db.exec(&gone);
+        // Two of three users changed: more than Auto updates, so ask for the update.
+        let report =
+            case.refresh_in(db.conn(), as_of(), am_sql::refresh::RefreshMode::Incremental);
+        let node = &report.nodes[0];
+        assert!(node.incremental, "{node:?}");
+        assert_eq!((node.entered, node.left), (Some(1), Some(1)));
+        assert_eq!(db.members(1), BTreeSet::from([2]));
+    }
+}

@@ -489,3 +489,51 @@ conformance! {
         }
     }
 }
+
+conformance! {
+    fn locations_are_imported_in_range_for_existing_users(db: &mut TestDb) {
+        import(db.conn(), ImportTable::Users, USERS, false).unwrap();
+        let bad = "\
+user_id,latitude,longitude,updated_at
+1,12.9716,77.5946,2025-03-01 10:00:00
+2,91,77.5,
+9,12,77,
+1,12,77,
+3,-12.5,east,
+";
+        let err = import(db.conn(), ImportTable::Locations, bad, false).unwrap_err();
+        let Error::Import(errors) = &err else {
+            panic!("expected an import error, got {err:?}");
+        };
+        assert_eq!(errors.table, "user_locations");
+        let lines: Vec<(u64, &str)> = errors
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (3, "latitude \"91\" is not a number from -90 to 90"),
+                (4, "user_id 9 does not exist in users"),
+                (5, "duplicate user_id 1 (already earlier in the file)"),
+                (6, "longitude \"east\" is not a number from -180 to 180"),
+            ]
+        );
+        assert_eq!(db.count("user_locations"), 0, "nothing imported");
+
+        let before = data_version(db.conn()).unwrap();
+        let good = "user_id,longitude,latitude,updated_at\n1,77.5946,12.9716,2025-03-01T10:00:00Z\n3,-180,-90,\n";
+        let report = import(db.conn(), ImportTable::Locations, good, false).unwrap();
+        assert_eq!(report.imported, 2);
+        assert!(data_version(db.conn()).unwrap() > before);
+        let rows = rows_of(db.conn(), "user_locations", "user_id");
+        assert_eq!(rows[0].0[1], Cell::Real(12.9716));
+        assert_eq!(rows[0].0[2], Cell::Real(77.5946));
+        assert_eq!(time_text(&rows[0], 3).as_deref(), Some("2025-03-01 10:00:00"));
+        assert_eq!(rows[1].0[1..3], [Cell::Real(-90.0), Cell::Real(-180.0)]);
+        // A second row for a user is refused: one location each.
+        let again = import(db.conn(), ImportTable::Locations, good, false).unwrap_err();
+        assert!(again.to_string().contains("user_id 1 already exists in user_locations"), "{again}");
+    }
+}

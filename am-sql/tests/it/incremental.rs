@@ -1,16 +1,20 @@
 //! Incremental refresh against the reference evaluator: random data and rules, then random
-//! ETL writes (plain SQL inserts, updates and deletes of transactions and users) and as-of
+//! ETL writes (plain SQL inserts, updates and deletes of transactions, users and their
+//! locations) and as-of
 //! advances; after every update each segment equals the evaluator's members, and entered and
 //! left are exactly the difference. A full rebuild at the end changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use am_core::arbitrary::{arb_dataset, arb_expr, arb_transaction_row, arb_user_profile, as_of};
+use am_core::arbitrary::{
+    arb_dataset, arb_expr, arb_point, arb_transaction_row, arb_user_profile, as_of,
+};
 use am_core::evaluate::{Dataset, Transaction, User, evaluate_set};
 use am_core::expr::{
     CmpOp, Expr, Pred, Scope, Source, TIMESTAMP_FORMAT, Test, Timestamp, Value, Window,
 };
 use am_core::field::Field;
+use am_core::geo::GeoPoint;
 use am_core::rule::RuleId;
 use am_sql::conn::Conn;
 use am_sql::refresh::{NodeStatus, RefreshMode, RefreshReport};
@@ -50,8 +54,16 @@ enum Etl {
         pick: usize,
         profile: Profile,
     },
-    /// Deletes the user's transactions, then the user.
+    /// Deletes the user's transactions and location, then the user.
     DropUser {
+        pick: usize,
+    },
+    /// Updates the user's location, or inserts one for a user without.
+    MoveUser {
+        pick: usize,
+        to: GeoPoint,
+    },
+    ForgetLocation {
         pick: usize,
     },
 }
@@ -67,6 +79,8 @@ fn arb_etl() -> impl Strategy<Value = Etl> {
         2 => (any::<usize>(), arb_user_profile())
             .prop_map(|(pick, profile)| Etl::ChangeUser { pick, profile }),
         1 => any::<usize>().prop_map(|pick| Etl::DropUser { pick }),
+        2 => (any::<usize>(), arb_point()).prop_map(|(pick, to)| Etl::MoveUser { pick, to }),
+        1 => any::<usize>().prop_map(|pick| Etl::ForgetLocation { pick }),
     ]
 }
 
@@ -75,6 +89,7 @@ struct Data {
     users: Vec<User>,
     card: Vec<Transaction>,
     upi: Vec<Transaction>,
+    locations: BTreeMap<i64, GeoPoint>,
 }
 
 impl Data {
@@ -83,11 +98,13 @@ impl Data {
             users: ds.users().to_vec(),
             card: ds.credit_card().to_vec(),
             upi: ds.upi().to_vec(),
+            locations: ds.locations().clone(),
         }
     }
 
     fn dataset(&self) -> Dataset {
         Dataset::new(self.users.clone(), self.card.clone(), self.upi.clone())
+            .with_locations(self.locations.clone())
     }
 
     fn next_tx(&self) -> i64 {
@@ -239,7 +256,12 @@ impl Data {
                 let Some(user_id) = user_of(&self.users, *pick) else {
                     return;
                 };
-                for table in ["credit_card_transactions", "upi_transactions", "users"] {
+                for table in [
+                    "credit_card_transactions",
+                    "upi_transactions",
+                    "user_locations",
+                    "users",
+                ] {
                     let q = Query::delete()
                         .from_table(Alias::new(table))
                         .and_where(SqlExpr::col("user_id").eq(user_id))
@@ -249,6 +271,35 @@ impl Data {
                 self.users.retain(|u| u.user_id != user_id);
                 self.card.retain(|t| t.user_id != user_id);
                 self.upi.retain(|t| t.user_id != user_id);
+                self.locations.remove(&user_id);
+            }
+            Etl::MoveUser { pick, to } => {
+                let Some(user_id) = user_of(&self.users, *pick) else {
+                    return;
+                };
+                if self.locations.contains_key(&user_id) {
+                    let q = Query::update()
+                        .table("user_locations")
+                        .value(Alias::new("latitude"), to.lat)
+                        .value(Alias::new("longitude"), to.lon)
+                        .and_where(SqlExpr::col("user_id").eq(user_id))
+                        .to_owned();
+                    conn.exec(&q).unwrap();
+                } else {
+                    crate::engines::insert_locations(conn, &[(user_id, to.lat, to.lon)]);
+                }
+                self.locations.insert(user_id, *to);
+            }
+            Etl::ForgetLocation { pick } => {
+                let Some(user_id) = user_of(&self.users, *pick) else {
+                    return;
+                };
+                let q = Query::delete()
+                    .from_table("user_locations")
+                    .and_where(SqlExpr::col("user_id").eq(user_id))
+                    .to_owned();
+                conn.exec(&q).unwrap();
+                self.locations.remove(&user_id);
             }
         }
     }
