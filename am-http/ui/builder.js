@@ -9,7 +9,10 @@ const OP_LABEL = {
   '=': '=', '!=': '≠', '>': '>', '>=': '≥', '<': '<', '<=': '≤',
   in: 'is one of', not_in: 'is none of', between: 'between',
   contains: 'contains', starts_with: 'starts with', is_null: 'is null', is_not_null: 'is not null',
+  within_km: 'is within',
 };
+// The parts of a `within_km` value: key, label, input limits.
+const CIRCLE = [['km', 'radius in km', '0', '20000'], ['lat', 'latitude', '-90', '90'], ['lon', 'longitude', '-180', '180']];
 const KIND_LABEL = { profile: 'Profile', aggregate: 'Aggregates (per user, over transactions)', transaction: 'Transaction fields' };
 const SOURCES = [['all', 'all transactions'], ['credit_card', 'credit card only'], ['upi', 'UPI only']];
 const PRED_KEYS = new Set(['field', 'operator', 'value', 'where', 'source', 'window']);
@@ -55,10 +58,12 @@ export class Builder {
 
   parsePred(c) {
     const p = { t: 'pred', id: uid('n'), not: false, field: c.field, operator: c.operator, v: '', vs: [''], lo: '', hi: '',
-      source: c.source ?? null, where: null, window: null, extra: {} };
+      geo: { lat: '', lon: '', km: '' }, source: c.source ?? null, where: null, window: null, extra: {} };
     for (const [k, v] of Object.entries(c)) if (!PRED_KEYS.has(k)) p.extra[k] = v;
     const v = c.value;
-    if (Array.isArray(v)) {
+    if (c.operator === 'within_km' && v && typeof v === 'object' && !Array.isArray(v)) {
+      p.geo = { lat: str(v.lat), lon: str(v.lon), km: str(v.km) };
+    } else if (Array.isArray(v)) {
       if (c.operator === 'between') { p.lo = str(v[0]); p.hi = str(v[1]); } else p.vs = v.length ? v.map(str) : [''];
     } else if (v !== undefined && v !== null) p.v = str(v);
     if (c.where !== undefined && c.where !== null) {
@@ -110,6 +115,7 @@ export class Builder {
 
   value(n, f) {
     if (n.operator === 'is_null' || n.operator === 'is_not_null') return undefined;
+    if (n.operator === 'within_km') return { lat: toNum(n.geo.lat), lon: toNum(n.geo.lon), km: toNum(n.geo.km) };
     const conv = (s) => (f && (f.type === 'integer' || f.type === 'money') ? toNum(s) : s);
     if (n.operator === 'in' || n.operator === 'not_in') return n.vs.filter((s) => s !== '').map(conv);
     if (n.operator === 'between') return [conv(n.lo), conv(n.hi)];
@@ -256,7 +262,7 @@ export class Builder {
     const f = this.fields.get(name);
     p.field = name;
     if (f && !f.operators.includes(p.operator)) p.operator = f.operators.includes('=') ? '=' : f.operators[0];
-    if (old?.type !== f?.type) { p.v = ''; p.vs = ['']; p.lo = ''; p.hi = ''; }
+    if (old?.type !== f?.type) { p.v = ''; p.vs = ['']; p.lo = ''; p.hi = ''; p.geo = { lat: '', lon: '', km: '' }; }
     if (f?.kind !== 'aggregate') { p.where = null; p.source = null; p.window = null; }
     this.changed(true);
   }
@@ -284,6 +290,15 @@ export class Builder {
 
   valueEl(p, f, label, invalid) {
     if (p.operator === 'is_null' || p.operator === 'is_not_null') return null;
+    if (p.operator === 'within_km') {
+      const part = ([key, what, min, max]) => h('input', {
+        type: 'number', step: 'any', min, max, value: p.geo[key], placeholder: what,
+        'aria-label': `${label}: ${what}`, 'aria-invalid': invalid, dataset: { k: `${p.id}:${key}` },
+        oninput: (e) => { p.geo[key] = e.target.value; this.changed(false); },
+      });
+      return h('span.inline.circle', { role: 'group', 'aria-label': `${label}: circle` },
+        part(CIRCLE[0]), h('span.muted', 'km of'), part(CIRCLE[1]), h('span.muted', ','), part(CIRCLE[2]));
+    }
     if (p.operator === 'between') {
       return h('span.inline',
         this.input(f, `${label}: from`, p.lo, `${p.id}:lo`, invalid, (v) => { p.lo = v; }),

@@ -220,6 +220,35 @@ describe('web UI', () => {
     expectNoConsoleErrors();
   });
 
+  it('builds a location condition from a radius and a point, previews its size and flags a bad latitude', async () => {
+    page.allowStatus = new Set([422]);
+    await go('/rules/new');
+    await page.getByLabel('Name', { exact: true }).fill('E2E near Bengaluru');
+    await page.getByLabel('Conditions › 1: field', { exact: true }).selectOption('location');
+    assert.equal(await page.getByLabel('Conditions › 1: operator', { exact: true }).inputValue(), 'within_km');
+    const part = (what) => page.getByLabel(`Conditions › 1: ${what}`, { exact: true });
+    await part('radius in km').fill('25');
+    await part('latitude').fill('12.9716');
+    const previewed = page.waitForResponse((r) => r.url().endsWith('/api/rules/preview') && r.status() === 200
+      && JSON.parse(r.request().postData()).conditions?.[0]?.value?.lon === 77.5946);
+    await part('longitude').fill('77.5946');
+    const response = await previewed;
+    assert.deepEqual(JSON.parse(response.request().postData()).conditions[0],
+      { field: 'location', operator: 'within_km', value: { lat: 12.9716, lon: 77.5946, km: 25 } });
+    const body = await response.json();
+    assert.ok(body.audience_size > 0, 'the generated users around Bengaluru are found');
+    await page.waitForFunction((n) => document.querySelector('[data-testid="audience-size"]')?.textContent.replace(/\D/g, '') === String(n), body.audience_size);
+
+    const invalid = page.waitForResponse((r) => r.url().endsWith('/api/rules/preview') && r.status() === 422);
+    await part('latitude').fill('91');
+    const problem = await (await invalid).json();
+    assert.ok(JSON.stringify(problem).includes('conditions[0].value.lat'), JSON.stringify(problem));
+    await page.waitForFunction(() => document.querySelector('input[aria-label="Conditions › 1: latitude"]')?.getAttribute('aria-invalid') === 'true');
+    const predicate = page.getByRole('group', { name: 'Conditions › 1', exact: true });
+    assert.match(await predicate.locator('.field-error').first().textContent(), /latitude/);
+    expectNoConsoleErrors();
+  });
+
   it('shows server validation errors next to the inputs they concern', async () => {
     page.allowStatus = new Set([409, 422]);
     await go('/rules/new');

@@ -68,6 +68,7 @@ fn generate_json(r: &GenerateReport) -> serde_json::Value {
     serde_json::json!({
         "users": r.users,
         "users_without_transactions": r.users_without_transactions,
+        "user_locations": r.user_locations,
         "credit_card_transactions": r.credit_card_transactions,
         "upi_transactions": r.upi_transactions,
         "elapsed_ms": r.elapsed.as_millis() as u64,

@@ -490,3 +490,35 @@ async fn every_user_is_written_as_empty_conditions(engine: Engine) {
     assert!(got["conditions"].is_null(), "{got}");
     s.stop().await;
 }
+
+on_every_engine!(location_rules_preview_and_bad_circles_are_422_with_paths);
+async fn location_rules_preview_and_bad_circles_are_422_with_paths(engine: Engine) {
+    let s = TestServer::start(engine).await;
+    let mut near = rule("Near Bengaluru");
+    near["conditions"] = json!([{"field": "location", "operator": "within_km",
+        "value": {"lat": 12.9716, "lon": 77.5946, "km": 10}}]);
+    let (status, preview) = s.post_json("/api/rules/preview", &near).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(preview["audience_size"].as_i64().is_some(), "{preview}");
+
+    let mut bad = rule("Nowhere");
+    bad["conditions"] = json!([{"field": "location", "operator": "within_km",
+        "value": {"lat": 12.9716, "lon": 200, "km": -1}}]);
+    for path in ["/api/rules", "/api/rules/preview"] {
+        let (status, body) = s.post_json(path, &bad).await;
+        assert_eq!(
+            details(status, &body),
+            vec![
+                pair(
+                    "conditions[0].value.lon",
+                    "expected a longitude in degrees from -180 to 180, got a number 200"
+                ),
+                pair(
+                    "conditions[0].value.km",
+                    "expected a radius in km, more than 0 and at most 20000, got a number -1"
+                ),
+            ]
+        );
+    }
+    s.stop().await;
+}

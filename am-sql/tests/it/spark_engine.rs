@@ -40,7 +40,12 @@ fn copy_to_catalog(store: &Store) -> String {
     engine
         .execute(&format!("CREATE DATABASE `{db}`"))
         .expect("database");
-    for table in ["users", "credit_card_transactions", "upi_transactions"] {
+    for table in [
+        "users",
+        "user_locations",
+        "credit_card_transactions",
+        "upi_transactions",
+    ] {
         engine
             .execute(&format!(
                 "CREATE TABLE `{db}`.`{table}` USING parquet AS SELECT * FROM `{table}`"
@@ -371,4 +376,15 @@ fn jdbc_reads_a_postgresql_store_over_tcp() {
     let err = refresh(&on_spark(&socket, SparkSource::Jdbc), RefreshTargets::All)
         .expect_err("unix socket");
     assert!(err.to_string().contains("over TCP"), "{err}");
+}
+
+/// Locations at the poles, across the antimeridian and exactly on a circle: Spark's members
+/// and replayed `sql_query` equal the evaluator's, from the store's tables and from a lake.
+#[test]
+fn locations_at_the_edges_agree_with_the_evaluator_from_both_sources() {
+    let (ds, rules) = crate::geo::edge_dataset();
+    let rules: Vec<(Expr, Shape)> = rules.into_iter().map(|e| (e, Shape::Direct)).collect();
+    for jdbc in [true, false] {
+        spark_segments_equal_the_evaluator(&ds, &rules, jdbc).expect("equal");
+    }
 }

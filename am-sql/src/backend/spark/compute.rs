@@ -146,6 +146,9 @@ impl Store {
 /// The data tables, as the rendered SQL names them.
 const DATA_TABLES: [&str; 3] = ["users", "credit_card_transactions", "upi_transactions"];
 
+/// Users' locations: optional in a lake, where only rules with `within_km` need it.
+const LOCATIONS: &str = "user_locations";
+
 #[derive(Debug)]
 struct SparkCompute {
     options: SparkOptions,
@@ -168,8 +171,9 @@ impl SparkCompute {
     }
 }
 
-/// The store's data tables as temporary views `users`, `credit_card_transactions` and
-/// `upi_transactions` of Spark session `engine`, read through JDBC: ids as `BIGINT` (SQLite's
+/// The store's data tables as temporary views `users`, `user_locations`,
+/// `credit_card_transactions` and `upi_transactions` of Spark session `engine`, read through
+/// JDBC: ids as `BIGINT` (SQLite's
 /// integers would arrive as 32-bit otherwise), times and money read as text and cast, so
 /// times stay UTC whatever the JVM's zone and money stays exact. Also a way to copy the
 /// store's data into a lake (`CREATE TABLE lake.users USING parquet AS SELECT * FROM users`).
@@ -177,12 +181,17 @@ pub fn attach_store_tables(engine: &SparkEngine, store: &Location) -> Result<()>
     let (url, driver) = jdbc_url(store)?;
     // Text columns cast to STRING: JDBC's VARCHAR lengths (0 for SQLite's TEXT) would
     // otherwise follow the columns into tables copied from these views.
-    let tables: [(&str, &str, &str); 3] = [
+    let tables: [(&str, &str, &str); 4] = [
         (
             "users",
             "user_id BIGINT, name STRING, email STRING, city_tier BIGINT, created_at STRING",
             "user_id, CAST(name AS STRING) AS name, CAST(email AS STRING) AS email, city_tier, \
              CAST(created_at AS TIMESTAMP) AS created_at",
+        ),
+        (
+            LOCATIONS,
+            "user_id BIGINT, latitude DOUBLE, longitude DOUBLE, updated_at STRING",
+            "user_id, latitude, longitude, CAST(updated_at AS TIMESTAMP) AS updated_at",
         ),
         (
             "credit_card_transactions",
@@ -222,7 +231,10 @@ impl SparkCompute {
     /// file metadata gives a value no refresh recorded, so every refresh recomputes.
     fn catalog_signature(&self, engine: &SparkEngine) -> Result<i64> {
         let mut text = String::new();
-        for table in DATA_TABLES {
+        let located = !engine
+            .rows(&format!("SHOW TABLES LIKE '{LOCATIONS}'"))?
+            .is_empty();
+        for table in DATA_TABLES.into_iter().chain(located.then_some(LOCATIONS)) {
             let q = format!(
                 "SELECT count(*), count(DISTINCT _metadata.file_path), \
                  CAST(max(_metadata.file_modification_time) AS STRING), \
