@@ -96,3 +96,17 @@ pub fn members(circle: &Circle) -> SelectStatement {
 pub fn within(user_id: SqlExpr, circle: &Circle) -> SqlExpr {
     user_id.in_subquery(members(circle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dialect;
+
+    /// Validation counts a circle's values towards a rule's limit of bound values.
+    #[test]
+    fn binds_as_many_values_as_validation_counts() {
+        let circle = Circle::new(1.0, 2.0, 3.0).expect("in range");
+        let (_, values) = Dialect::Sqlite.build(&members(&circle));
+        assert_eq!(values.0.len(), am_core::geo::BOUND_VALUES);
+    }
+}

@@ -374,6 +374,22 @@ mod tests {
         rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
     }
 
+    /// A circle's candidates come from the latitude band of the covering index, not a scan
+    /// of every location.
+    #[test]
+    fn a_circle_reads_its_latitude_band_from_the_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = SqliteDb::open(&dir.path().join("t.db")).expect("open");
+        let conn = db.connect().expect("connect");
+        let circle = am_core::geo::Circle::new(12.9716, 77.5946, 10.0).expect("in range");
+        let (sql, values) = Dialect::Sqlite.build(&crate::geo::members(&circle));
+        let plan = plan_of(&conn, &sql, values);
+        assert!(
+            plan.contains("COVERING INDEX user_locations_latitude (latitude>? AND latitude<?)"),
+            "{plan}"
+        );
+    }
+
     /// The day index the change log's bands read must never replace the covering index in a
     /// refresh's window scan (it would look every row up: ten times slower at 1M users).
     #[test]
