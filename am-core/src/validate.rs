@@ -1500,47 +1500,54 @@ impl Checker {
                 ok = false;
             }
         }
-        let max_km = MAX_RADIUS_KM;
-        let ranges: [(&str, String, fn(f64) -> bool); 3] = [
-            ("lat", "a latitude in degrees from -90 to 90".into(), |x| {
-                (-90.0..=90.0).contains(&x)
-            }),
-            (
-                "lon",
-                "a longitude in degrees from -180 to 180".into(),
-                |x| (-180.0..=180.0).contains(&x),
-            ),
-            (
-                "km",
-                format!("a radius in km, more than 0 and at most {max_km}"),
-                |x| x > 0.0 && x <= MAX_RADIUS_KM,
-            ),
-        ];
-        let mut got = [0.0; 3];
-        for (i, (key, expected, in_range)) in ranges.iter().enumerate() {
-            let key_path = format!("{path}.{key}");
-            match obj.get(*key) {
-                Some(Json::Number(n)) if n.as_f64().is_some_and(in_range) => {
-                    got[i] = n.as_f64().unwrap_or_default();
-                }
-                Some(other) => {
-                    self.err(
-                        &key_path,
-                        format!("expected {expected}, got {}", describe(other)),
-                    );
-                    ok = false;
-                }
-                None => {
-                    self.err(&key_path, format!("is required: {expected}"));
-                    ok = false;
-                }
-            }
-        }
+        let lat = self.circle_part(
+            obj,
+            path,
+            "lat",
+            "a latitude in degrees from -90 to 90",
+            |x| (-90.0..=90.0).contains(&x),
+        );
+        let lon = self.circle_part(
+            obj,
+            path,
+            "lon",
+            "a longitude in degrees from -180 to 180",
+            |x| (-180.0..=180.0).contains(&x),
+        );
+        let expected_km = format!("a radius in km, more than 0 and at most {MAX_RADIUS_KM}");
+        let km = self.circle_part(obj, path, "km", &expected_km, |x| {
+            x > 0.0 && x <= MAX_RADIUS_KM
+        });
         if !ok {
             return None;
         }
-        // In range, as checked above.
-        Circle::new(got[0], got[1], got[2])
+        Circle::new(lat?, lon?, km?)
+    }
+
+    /// One number of a `within_km` value, reported at `path.key` when missing or out of range.
+    fn circle_part(
+        &mut self,
+        obj: &Map<String, Json>,
+        path: &str,
+        key: &str,
+        expected: &str,
+        in_range: impl Fn(f64) -> bool,
+    ) -> Option<f64> {
+        let key_path = format!("{path}.{key}");
+        match obj.get(key) {
+            Some(Json::Number(n)) if n.as_f64().is_some_and(&in_range) => n.as_f64(),
+            Some(other) => {
+                self.err(
+                    &key_path,
+                    format!("expected {expected}, got {}", describe(other)),
+                );
+                None
+            }
+            None => {
+                self.err(&key_path, format!("is required: {expected}"));
+                None
+            }
+        }
     }
 
     /// One value of the field's type, as lower and upper bound (equal except for dates).
