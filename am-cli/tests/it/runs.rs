@@ -187,5 +187,5 @@ fn a_generate_killed_midway_leaves_the_data_and_change_tracking_as_they_were() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("count");
-    assert_eq!((triggers, users), (9, 0));
+    assert_eq!((triggers, users), (12, 0));
 }
