@@ -208,3 +208,32 @@ fn of_circles_around_one_centre_a_conjunction_keeps_the_smallest() {
     assert!(!text.contains("within 10 km of (1, 2)"), "{text}");
     assert!(text.contains("within 5 km of (1, 2)"), "{text}");
 }
+
+/// The random data and circles the differential tests draw cut through each other: located
+/// users fall on both sides of random circles, so those tests compare real decisions.
+#[test]
+fn random_circles_cut_through_random_users() {
+    use am_core::arbitrary::{arb_circle, arb_dataset};
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut inside, mut outside) = (0, 0);
+    for _ in 0..200 {
+        let ds = arb_dataset().new_tree(&mut runner).expect("data").current();
+        let c = arb_circle()
+            .new_tree(&mut runner)
+            .expect("circle")
+            .current();
+        let e = Expr::Pred(Pred::Profile {
+            field: Field::Location,
+            test: Test::WithinKm(c),
+        });
+        let members = evaluate_expr(&e, &ds, as_of()).len();
+        inside += members;
+        outside += ds.locations().len() - members;
+    }
+    assert!(
+        inside >= 200 && outside >= 200,
+        "{inside} in, {outside} out"
+    );
+}
