@@ -388,3 +388,40 @@ fn locations_at_the_edges_agree_with_the_evaluator_from_both_sources() {
         spark_segments_equal_the_evaluator(&ds, &rules, jdbc).expect("equal");
     }
 }
+
+/// A lake without `user_locations` computes every other rule and still tells freshness;
+/// the table appearing there is a change of the data.
+#[test]
+fn a_lake_without_locations_keeps_its_freshness() {
+    let mut db = TestDb::new(Engine::Sqlite);
+    add_payments(&mut db);
+    money_rules(&db.store);
+    let lake = copy_to_catalog(&db.store);
+    let engine = SparkEngine::connect(&spark::server().url()).expect("connect");
+    engine
+        .execute(&format!("DROP TABLE `{lake}`.`user_locations`"))
+        .expect("drop");
+    let store = on_spark(&db.store, SparkSource::Catalog(Some(lake.clone())));
+    assert!(
+        refresh(&store, RefreshTargets::All)
+            .expect("refresh")
+            .succeeded()
+    );
+    let again = refresh(&store, RefreshTargets::Stale).expect("stale");
+    assert!(again.nodes.is_empty(), "nothing changed: {again:?}");
+
+    engine
+        .execute(&format!(
+            "CREATE TABLE `{lake}`.`user_locations` (user_id BIGINT, latitude DOUBLE, \
+             longitude DOUBLE, updated_at TIMESTAMP) USING parquet"
+        ))
+        .expect("create");
+    engine
+        .execute(&format!(
+            "INSERT INTO `{lake}`.`user_locations` VALUES (1, 12.97, 77.59, NULL)"
+        ))
+        .expect("insert");
+    let stale = refresh(&store, RefreshTargets::Stale).expect("stale");
+    assert_eq!(stale.nodes.len(), 2, "{stale:?}");
+    assert!(stale.succeeded(), "{stale:?}");
+}
