@@ -712,11 +712,11 @@ pub fn edge_cases() -> (Vec<(i64, GeoPoint)>, Vec<Circle>) {
     let pt = |lat, lon| GeoPoint::new(lat, lon).expect("in range");
     let circle = |lat, lon, km| Circle::new(lat, lon, km).expect("in range");
     for (lat, lon, dlat, dlon) in [(60.0, 24.9, 0.03, 0.05), (-0.2, 179.95, 0.01, 0.06)] {
-        if let Some((p, c)) = exact_boundary(lat, lon, dlat, dlon) {
-            points.push(p);
-            circles.push(c);
-            circles.extend(just_short_of(&c, p));
-        }
+        // Every test built on these cases checks the exact boundary: never drop it quietly.
+        let (p, c) = exact_boundary(lat, lon, dlat, dlon).expect("a point exactly on a circle");
+        points.push(p);
+        circles.push(c);
+        circles.push(just_short_of(&c, p).expect("a radius just short of the point"));
     }
     // A millimetre either side of 10 km due north.
     let (lat0, lon0) = (12.9716, 77.5946);

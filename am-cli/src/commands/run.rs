@@ -1,6 +1,6 @@
 //! `am run`: refresh segments with a progress bar, then a table of what happened.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use am_core::expr::Timestamp;
 use am_core::rule::RuleId;
@@ -67,8 +67,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 /// (all the way down), `+RULE+` both. A rule whose own name starts or ends with `+` is that
 /// rule: a selector is read only when no rule has the name as written.
 fn selected(store: &Store, keys: &[String]) -> anyhow::Result<Vec<RuleId>> {
-    let rules = store.all_rules()?;
     let mut chosen = BTreeSet::new();
+    // Built on the first selector: rule -> what it is built from, and the other way round.
+    let mut graph: Option<(Edges, Edges)> = None;
     for key in keys {
         match store.resolve_rule(key) {
             Ok(rule) => {
@@ -83,36 +84,52 @@ fn selected(store: &Store, keys: &[String]) -> anyhow::Result<Vec<RuleId>> {
         let key = key.trim();
         let (up, rest) = key.strip_prefix('+').map_or((false, key), |r| (true, r));
         let (down, name) = rest.strip_suffix('+').map_or((false, rest), |r| (true, r));
+        if name.trim().is_empty() {
+            anyhow::bail!(
+                "{key:?} names no rule: write `+RULE` (with what it is built from) or `RULE+` \
+                 (with what is built from it)"
+            );
+        }
         let rule = super::rules::resolve(store, name)?;
         chosen.insert(rule.id);
+        if !(up || down) {
+            continue;
+        }
+        let (built_from, built_into) = match &mut graph {
+            Some(g) => &*g,
+            None => &*graph.insert(dependency_edges(store)?),
+        };
         if up {
-            reach(rule.id, &mut chosen, &|id| {
-                rules
-                    .iter()
-                    .find(|r| r.id == id)
-                    .map(|r| r.spec.depends_on.clone())
-                    .unwrap_or_default()
-            });
+            reach(rule.id, built_from, &mut chosen);
         }
         if down {
-            reach(rule.id, &mut chosen, &|id| {
-                rules
-                    .iter()
-                    .filter(|r| r.spec.depends_on.contains(&id))
-                    .map(|r| r.id)
-                    .collect()
-            });
+            reach(rule.id, built_into, &mut chosen);
         }
     }
     Ok(chosen.into_iter().collect())
 }
 
-/// Adds every rule reachable from `from` through `next` to `out`.
-fn reach(from: RuleId, out: &mut BTreeSet<RuleId>, next: &dyn Fn(RuleId) -> Vec<RuleId>) {
+type Edges = BTreeMap<RuleId, Vec<RuleId>>;
+
+/// Every rule's `depends_on`, and for every rule the rules whose `depends_on` names it.
+fn dependency_edges(store: &Store) -> anyhow::Result<(Edges, Edges)> {
+    let mut built_from = Edges::new();
+    let mut built_into = Edges::new();
+    for rule in store.all_rules()? {
+        for &dep in &rule.spec.depends_on {
+            built_into.entry(dep).or_default().push(rule.id);
+        }
+        built_from.insert(rule.id, rule.spec.depends_on);
+    }
+    Ok((built_from, built_into))
+}
+
+/// Adds every rule reachable from `from` along `edges` to `out`.
+fn reach(from: RuleId, edges: &Edges, out: &mut BTreeSet<RuleId>) {
     let mut todo = vec![from];
     let mut seen = BTreeSet::from([from]);
     while let Some(id) = todo.pop() {
-        for n in next(id) {
+        for &n in edges.get(&id).into_iter().flatten() {
             if seen.insert(n) {
                 out.insert(n);
                 todo.push(n);

@@ -160,6 +160,11 @@ fn selectors_add_what_a_rule_is_built_from_or_what_is_built_from_it(engine: Engi
     let unknown = run(s.am().args(["run", "Nobody+"]));
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("\"Nobody\""), "{}", unknown.stderr);
+    for bare in ["+", "++"] {
+        let out = run(s.am().args(["run", bare]));
+        assert_eq!(out.code, 1);
+        assert!(out.stderr.contains("names no rule"), "{}", out.stderr);
+    }
 }
 
 #[test]
